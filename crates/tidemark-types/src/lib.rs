@@ -1,0 +1,33 @@
+//! Tidemark's domain vocabulary, shared by every other crate: validated names, ids,
+//! offsets, the record batch (the unit of produce, replication, storage and fetch) and
+//! the stable, numbered error codes that cross the wire. No I/O lives here.
+
+pub mod batch;
+pub mod error;
+pub mod names;
+pub mod partitioner;
+
+pub use batch::{decode_records, BatchError, BatchHeader, BatchLimits, Header, Record, RecordBatchBuilder};
+pub use error::ErrorCode;
+pub use names::{NameError, TopicName};
+
+/// A node of the cluster; also its Raft node id. Never 0 (0 means "unknown").
+pub type NodeId = u64;
+/// A partition number within its topic, from 0.
+pub type PartitionId = u32;
+/// A record's position in its partition: dense, from 0, assigned when a batch is applied.
+pub type Offset = u64;
+/// A Raft group: 0 is the metadata group, every other id is one partition's group.
+pub type GroupId = u64;
+
+/// The metadata group's id.
+pub const METADATA_GROUP: GroupId = 0;
+
+/// The group id of one partition. Topic ids are never reused, so a topic that is deleted
+/// and created again gets fresh groups and can never meet an old replica's log.
+pub fn partition_group(topic_id: u32, partition: PartitionId) -> GroupId {
+    ((topic_id as u64) << 32) | partition as u64
+}
+
+/// Milliseconds since the Unix epoch, as carried in record timestamps.
+pub type TimestampMs = i64;
