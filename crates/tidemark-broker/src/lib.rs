@@ -1,1 +1,17 @@
+//! The broker: topics, partitions, produce and fetch, and the replicated state machines
+//! behind them. It speaks domain types only (no tonic, no protobuf); tidemark-server puts
+//! it on the wire.
 
+pub mod admin;
+pub mod broker;
+pub mod error;
+pub mod meta;
+pub mod ops;
+pub mod partition;
+mod reconcile;
+pub mod signal;
+
+pub use broker::{Broker, BrokerConfig, Replica};
+pub use error::BrokerError;
+pub use meta::{TopicConfig, TopicMeta};
+pub use ops::{FetchResult, OffsetSpec};

@@ -1,1 +1,13 @@
+//! A Tidemark node: configuration, the tonic services over the broker, and
+//! [`Node::start`], the single entry point for the binary, the tests and the simulation.
 
+pub mod admin_api;
+pub mod client_api;
+pub mod config;
+pub mod describe;
+pub mod node;
+pub mod raft_api;
+pub mod status;
+
+pub use config::{parse_peers, ConfigError, NodeConfig};
+pub use node::{Node, NodeError};

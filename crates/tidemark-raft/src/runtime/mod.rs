@@ -14,11 +14,13 @@
 //!   (openraft uses it for election timeouts, so it must replay identically per seed).
 //! - [`TidemarkWatch`] replaces tokio's `watch`, whose notifier picks a slot with tokio's
 //!   thread-local RNG and broke the determinism check on about a third of the seeds.
-//! - `spawn_blocking` goes through `tokio::task::spawn_blocking`, which madsim implements as an
-//!   ordinary simulated task (no OS thread: madsim forbids them).
+//! - `spawn_blocking` runs the closure inline in a simulated task under madsim, which forbids
+//!   OS threads (tokio's blocking pool otherwise).
 //!
 //! mpsc, oneshot and mutex wrap tokio's: they are runtime-agnostic and deterministic.
-//! The only `cfg(madsim)` switch is [`AsyncRuntime::block_on`], a test-only entry point.
+//! `cfg(madsim)` appears only in the two private helpers `spawn_blocking` and `block_on`
+//! (the latter a test-only entry point). The RNG needs no switch: `madsim::rand` exists in
+//! both builds.
 
 use std::future::Future;
 use std::io;
@@ -134,17 +136,38 @@ impl AsyncRuntime for TidemarkRuntime {
         block_on(future)
     }
 
-    /// Overridden because the default spawns an OS thread, which madsim forbids. Under madsim,
-    /// `tokio::task::spawn_blocking` runs the closure as a simulated task; on tokio it uses the
-    /// blocking pool.
+    /// Overridden because the default spawns an OS thread, which madsim forbids.
     fn spawn_blocking<F, T>(f: F) -> impl Future<Output = Result<T, io::Error>> + Send
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let handle = tokio::task::spawn_blocking(f);
+        let handle = spawn_blocking(f);
         async move { handle.await.map_err(io::Error::from) }
     }
+}
+
+/// On tokio, blocking work goes to tokio's blocking thread pool.
+#[cfg(not(madsim))]
+fn spawn_blocking<F, T>(f: F) -> tokio::task::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+}
+
+/// Under madsim the closure runs inline, inside an ordinary simulated task on the simulator
+/// thread: madsim forbids OS threads (its own `spawn_blocking` does the same but is
+/// deprecated). Being a task, it still runs concurrently with the caller, is scheduled by the
+/// seeded simulator, and dies with its node like the rest of the node's work.
+#[cfg(madsim)]
+fn spawn_blocking<F, T>(f: F) -> tokio::task::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn(async move { f() })
 }
 
 /// Runs `future` on a fresh current-thread tokio runtime (test entry point only).

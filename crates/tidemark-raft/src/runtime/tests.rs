@@ -119,7 +119,10 @@ async fn watch_send_changed_borrow() {
 
     // The change was consumed, so the next `changed` waits for a new send.
     let pending = Rt::timeout(MS_10, rx.changed()).await;
-    assert!(pending.is_err(), "changed() must wait after the value was seen");
+    assert!(
+        pending.is_err(),
+        "changed() must wait after the value was seen"
+    );
 
     assert!(tx.send_if_modified(|v| {
         *v += 10;
@@ -141,6 +144,28 @@ async fn watch_wakes_a_waiting_receiver_from_another_task() {
     Rt::sleep(MS_10).await;
     tx.send(5).unwrap();
     assert_eq!(waiter.await.unwrap(), 5);
+}
+
+/// Several waiters on one channel: the path where tokio's RNG-picked notify slots broke
+/// madsim determinism. Every waiter must wake, in a replayable order.
+#[tokio::test]
+async fn watch_wakes_every_waiting_receiver() {
+    let (tx, rx) = W::channel(0_u32);
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let mut rx = rx.clone();
+            Rt::spawn(async move {
+                rx.changed().await.unwrap();
+                let value = *rx.borrow_watched();
+                value
+            })
+        })
+        .collect();
+    Rt::sleep(MS_10).await;
+    tx.send(3).unwrap();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), 3);
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,82 @@
+//! Topic administration, served by the metadata leader.
+
+use tidemark_types::{NodeId, TopicName};
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::meta::{place, MetaCommand, MetaResponse, TopicConfig, TopicMeta};
+
+/// The most partitions one topic may have: each is a Raft group on R nodes.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+impl Broker {
+    /// Creates a topic, placing its replicas on the nodes alive now.
+    pub async fn create_topic(&self, name: &str, partitions: u32, rf: u32, config: TopicConfig) -> Result<TopicMeta> {
+        let name = TopicName::new(name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(BrokerError::InvalidRequest(format!(
+                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
+            )));
+        }
+        if config.retention_ms < 0 {
+            return Err(BrokerError::InvalidRequest("retention_ms must be 0 (forever) or positive".into()));
+        }
+        let live = self.live_nodes_for(rf).await?;
+        if rf == 0 || rf as usize > live.len() {
+            let reason = if rf == 0 { "it must be at least 1" } else { "it cannot exceed the live nodes" };
+            return Err(BrokerError::InvalidReplicationFactor { requested: rf, live: live.len() as u32, reason });
+        }
+        let start = self.meta.read().next_topic_id;
+        let replicas = place(&live, partitions, rf, start);
+        let cmd = MetaCommand::CreateTopic { name: name.clone(), replicas, config };
+        match self.meta_write(cmd).await? {
+            MetaResponse::Created(t) => Ok(t),
+            MetaResponse::Exists => Err(BrokerError::TopicExists { topic: name.to_string() }),
+            other => Err(BrokerError::Internal(format!("unexpected answer to create: {other:?}"))),
+        }
+    }
+
+    /// The live nodes, waiting briefly for enough of them: right after an election the
+    /// new leader has not heard every follower's heartbeat yet.
+    async fn live_nodes_for(&self, rf: u32) -> Result<Vec<NodeId>> {
+        let patience = std::time::Duration::from_millis(self.cfg.timing.election_max_ms * 3);
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let live = self.live_nodes().ok_or_else(|| self.not_meta_leader())?;
+            if live.len() >= rf as usize || tokio::time::Instant::now() >= deadline {
+                return Ok(live);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        match self.meta_write(MetaCommand::DeleteTopic { name: name.into() }).await? {
+            MetaResponse::Deleted => Ok(()),
+            _ => Err(BrokerError::UnknownTopic { topic: name.into() }),
+        }
+    }
+
+    async fn meta_write(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+        let resp = self
+            .meta_raft
+            .client_write(cmd.encode())
+            .await
+            .map_err(|e| self.write_error("the metadata group".into(), e))?;
+        bincode::deserialize(&resp.data.0).map_err(|e| BrokerError::Internal(format!("metadata answer: {e}")))
+    }
+
+    /// The cluster as the metadata leader sees it: (node, address, alive) and the leader.
+    /// A follower that knows the leader redirects there; with no leader at all (no quorum)
+    /// it answers what it can see alone.
+    pub fn cluster_status(&self) -> Result<(Vec<(NodeId, String, bool)>, Option<NodeId>)> {
+        let leader = self.metadata_leader();
+        let live = match (self.live_nodes(), leader) {
+            (Some(live), _) => live,
+            (None, Some(_)) => return Err(self.not_meta_leader()),
+            (None, None) => vec![self.node_id()],
+        };
+        let nodes = self.nodes().into_iter().map(|(id, addr)| (id, addr, live.contains(&id))).collect();
+        Ok((nodes, leader))
+    }
+}

@@ -1,0 +1,236 @@
+//! The broker: one per node. It owns the node's Raft groups (the metadata group and the
+//! partition replicas placed here) and serves produce, fetch and topic administration
+//! on top of them. No gRPC here: tidemark-server maps these calls to the wire.
+//!
+//! ```text
+//!  produce ─> local replica? ─> validate batch ─> raft.client_write ─> apply assigns offsets
+//!  fetch   ─> leader replica ─> offset index ─> committed entries straight from the log
+//!  admin   ─> metadata leader ─> raft.client_write(MetaCommand) ─> reconcile starts groups
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::{BasicNode, Instant as _};
+use tidemark_raft::{GroupContext, GroupRegistry, PeerPool, Raft, RaftTiming};
+use tidemark_storage::SharedEngine;
+use tidemark_types::{BatchLimits, GroupId, NodeId, Offset, PartitionId, METADATA_GROUP};
+
+use crate::error::{BrokerError, Result};
+use crate::meta::{MetaLogic, MetaShared, TopicMeta};
+use crate::partition::PartitionShared;
+
+/// What a node needs to know to run its broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: NodeId,
+    /// The voters of the metadata group and their addresses, used to form the cluster.
+    pub peers: BTreeMap<NodeId, String>,
+    pub timing: RaftTiming,
+    pub limits: BatchLimits,
+}
+
+/// One partition replica hosted on this node.
+pub struct Replica {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub group: GroupId,
+    pub replicas: Vec<NodeId>,
+    pub raft: Raft,
+    pub shared: Arc<PartitionShared>,
+}
+
+pub struct Broker {
+    pub(crate) cfg: BrokerConfig,
+    pub(crate) ctx: GroupContext,
+    pub(crate) registry: Arc<GroupRegistry>,
+    pub(crate) meta_raft: Raft,
+    pub(crate) meta: Arc<MetaShared>,
+    pub(crate) replicas: RwLock<HashMap<GroupId, Arc<Replica>>>,
+}
+
+impl Broker {
+    /// Opens the node's groups on `engine` (re-applying their logs after a restart),
+    /// forms the cluster on a fresh node, and starts placing partition replicas.
+    pub async fn start(cfg: BrokerConfig, engine: SharedEngine) -> Result<Arc<Broker>> {
+        if !cfg.peers.contains_key(&cfg.node_id) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "node {} is not among the peers {:?}; list every voter, this node included",
+                cfg.node_id,
+                cfg.peers.keys().collect::<Vec<_>>()
+            )));
+        }
+        let config = tidemark_raft::raft_config(cfg.timing).map_err(BrokerError::InvalidRequest)?;
+        let flusher = tidemark_raft::Flusher::start(engine.clone());
+        let ctx = GroupContext { node_id: cfg.node_id, engine, flusher, pool: PeerPool::new(), config };
+        let meta = MetaShared::new();
+        let meta_raft = ctx.start_group(METADATA_GROUP, Box::new(MetaLogic(meta.clone()))).await.map_err(BrokerError::Internal)?;
+        let registry = Arc::new(GroupRegistry::default());
+        registry.insert(METADATA_GROUP, meta_raft.clone());
+        let broker = Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas: RwLock::new(HashMap::new()) });
+        broker.form_cluster().await?;
+        tokio::spawn(crate::reconcile::run(Arc::downgrade(&broker)));
+        Ok(broker)
+    }
+
+    /// On the very first start the lowest-numbered peer proposes the initial membership
+    /// (the peers list) at once; the others wait a few election timeouts and propose the
+    /// same membership only if nobody reached them, so the cluster forms even when node 1
+    /// is down, without an election storm when all start together. A node that already
+    /// has state skips this.
+    async fn form_cluster(&self) -> Result<()> {
+        let initialized = self.meta_raft.is_initialized().await.map_err(|e| BrokerError::Internal(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, BasicNode> =
+            self.cfg.peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        let first = self.cfg.peers.keys().next() == Some(&self.cfg.node_id);
+        let delay = if first { Duration::ZERO } else { Duration::from_millis(self.cfg.timing.election_max_ms * 3) };
+        tokio::spawn(initialize_later(self.meta_raft.clone(), members, delay));
+        Ok(())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    pub fn registry(&self) -> Arc<GroupRegistry> {
+        self.registry.clone()
+    }
+
+    pub fn peer_pool(&self) -> Arc<PeerPool> {
+        self.ctx.pool.clone()
+    }
+
+    pub fn limits(&self) -> BatchLimits {
+        self.cfg.limits
+    }
+
+    /// Stops every group on this node (the data stays).
+    pub async fn shutdown(&self) {
+        let replicas: Vec<_> = self.replicas.write().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (_, r) in replicas {
+            let _ = r.raft.shutdown().await;
+        }
+        let _ = self.meta_raft.shutdown().await;
+    }
+
+    /// The address of `node`, from the metadata membership or the configured peers.
+    pub fn node_addr(&self, node: NodeId) -> Option<String> {
+        let m = self.meta_raft.metrics().borrow_watched().membership_config.clone();
+        m.membership().get_node(&node).map(|n| n.addr.clone()).or_else(|| self.cfg.peers.get(&node).cloned())
+    }
+
+    /// Every node of the cluster, with its address.
+    pub fn nodes(&self) -> BTreeMap<NodeId, String> {
+        let m = self.meta_raft.metrics().borrow_watched().membership_config.clone();
+        m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+    }
+
+    pub fn metadata_leader(&self) -> Option<NodeId> {
+        self.meta_raft.metrics().borrow_watched().current_leader
+    }
+
+    /// Nodes the metadata leader has heard from recently: itself, and every follower that
+    /// answered a heartbeat within three election timeouts. `None` on a non-leader.
+    pub fn live_nodes(&self) -> Option<Vec<NodeId>> {
+        let metrics = self.meta_raft.metrics().borrow_watched().clone();
+        let heartbeat = metrics.heartbeat.as_ref()?;
+        let limit = Duration::from_millis(self.cfg.timing.election_max_ms * 3);
+        let now = tidemark_raft::runtime::TidemarkInstant::now();
+        let mut live = vec![self.cfg.node_id];
+        for (id, ack) in heartbeat {
+            if *id != self.cfg.node_id && ack.as_ref().is_some_and(|t| now.into_inner().saturating_duration_since(t.into_inner().into_inner()) <= limit) {
+                live.push(*id);
+            }
+        }
+        live.sort_unstable();
+        Some(live)
+    }
+
+    pub(crate) fn not_meta_leader(&self) -> BrokerError {
+        let leader = self.metadata_leader().and_then(|id| Some((id, self.node_addr(id)?)));
+        BrokerError::NotLeader { what: "the metadata group".into(), leader }
+    }
+
+    pub fn topics(&self) -> Vec<TopicMeta> {
+        self.meta.read().topics.values().cloned().collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Result<TopicMeta> {
+        self.meta.read().topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic { topic: name.into() })
+    }
+
+    pub fn local_replica(&self, group: GroupId) -> Option<Arc<Replica>> {
+        self.replicas.read().unwrap_or_else(|e| e.into_inner()).get(&group).cloned()
+    }
+
+    /// The replica of `topic`/`partition` on this node, or the error a client should see:
+    /// unknown topic or partition, or NotLeader pointing at a node that has a replica.
+    pub fn replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
+        let meta = self.topic(topic)?;
+        if partition >= meta.partition_count() {
+            return Err(BrokerError::UnknownPartition { topic: topic.into(), partition, count: meta.partition_count() });
+        }
+        let group = meta.group(partition);
+        if let Some(r) = self.local_replica(group) {
+            return Ok(r);
+        }
+        let what = format!("{topic}/{partition}");
+        let replicas = &meta.replicas[partition as usize];
+        if replicas.contains(&self.cfg.node_id) {
+            return Err(BrokerError::Unavailable(format!("{what} is still starting on this node")));
+        }
+        let hint = replicas.first().and_then(|id| Some((*id, self.node_addr(*id)?)));
+        Err(BrokerError::NotLeader { what, leader: hint })
+    }
+
+    /// Like [`Self::replica`], but only if this node currently leads the partition.
+    pub fn leader_replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
+        let r = self.replica(topic, partition)?;
+        let leader = r.raft.metrics().borrow_watched().current_leader;
+        if leader == Some(self.cfg.node_id) {
+            return Ok(r);
+        }
+        let hint = leader.and_then(|id| Some((id, self.node_addr(id)?)));
+        Err(BrokerError::NotLeader { what: format!("{topic}/{partition}"), leader: hint })
+    }
+
+    /// Maps a failed Raft write to what the client should do.
+    pub(crate) fn write_error(&self, what: String, e: RaftError<tidemark_raft::TypeConfig, ClientWriteError<tidemark_raft::TypeConfig>>) -> BrokerError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                let leader = f.leader_id.and_then(|id| Some((id, f.leader_node.map(|n| n.addr).or_else(|| self.node_addr(id))?)));
+                BrokerError::NotLeader { what, leader }
+            }
+            RaftError::APIError(e) => BrokerError::Internal(format!("{what}: {e}")),
+            RaftError::Fatal(e) => BrokerError::Unavailable(format!("{what} stopped on this node: {e}")),
+        }
+    }
+
+    /// Offsets of a partition as this node's replica knows them: (start, end, leader).
+    pub fn partition_offsets(&self, group: GroupId) -> Option<(Offset, Offset, Option<NodeId>)> {
+        let r = self.local_replica(group)?;
+        let st = r.shared.read();
+        let leader = r.raft.metrics().borrow_watched().current_leader;
+        Some((st.log_start_offset, st.next_offset, leader))
+    }
+
+    pub(crate) fn engine(&self) -> &SharedEngine {
+        &self.ctx.engine
+    }
+}
+
+/// Initializes `raft` with `members` after `delay`, unless it has heard from a leader.
+pub(crate) async fn initialize_later(raft: Raft, members: BTreeMap<NodeId, BasicNode>, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    if matches!(raft.is_initialized().await, Ok(false)) {
+        if let Err(e) = raft.initialize(members).await {
+            tracing::debug!(error = %e, "group already initialized");
+        }
+    }
+}

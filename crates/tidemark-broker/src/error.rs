@@ -1,0 +1,71 @@
+//! The broker's errors. Each maps to one stable wire code; the server turns them into
+//! gRPC statuses at one place (tidemark-server's `status`).
+
+use tidemark_types::{BatchError, ErrorCode, NameError, NodeId, Offset};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    #[error("this node is not the leader of {what}{}", leader_hint(.leader))]
+    NotLeader { what: String, leader: Option<(NodeId, String)> },
+    #[error("topic {topic:?} does not exist")]
+    UnknownTopic { topic: String },
+    #[error("topic {topic:?} has {count} partitions; partition {partition} does not exist")]
+    UnknownPartition { topic: String, partition: u32, count: u32 },
+    #[error("topic {topic:?} already exists")]
+    TopicExists { topic: String },
+    #[error("invalid topic name: {0}")]
+    InvalidTopicName(#[from] NameError),
+    #[error("replication factor {requested} is not possible: {live} node(s) are alive ({reason})")]
+    InvalidReplicationFactor { requested: u32, live: u32, reason: &'static str },
+    #[error("{0}")]
+    Batch(#[from] BatchError),
+    #[error("offset {offset} is out of range: the partition holds [{start}, {end})")]
+    OffsetOutOfRange { offset: Offset, start: Offset, end: Offset },
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("unavailable: {0}; retry shortly")]
+    Unavailable(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn leader_hint(leader: &Option<(NodeId, String)>) -> String {
+    match leader {
+        Some((id, addr)) => format!("; the leader is node {id} at {addr}"),
+        None => "; no leader is known yet, retry shortly".to_string(),
+    }
+}
+
+impl BrokerError {
+    pub fn code(&self) -> ErrorCode {
+        use BrokerError::*;
+        match self {
+            NotLeader { .. } => ErrorCode::NotLeader,
+            UnknownTopic { .. } => ErrorCode::UnknownTopic,
+            UnknownPartition { .. } => ErrorCode::UnknownPartition,
+            TopicExists { .. } => ErrorCode::TopicExists,
+            InvalidTopicName(_) => ErrorCode::InvalidTopicName,
+            InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+            Batch(BatchError::RecordTooLarge { .. }) => ErrorCode::RecordTooLarge,
+            Batch(BatchError::BatchTooLarge { .. }) => ErrorCode::BatchTooLarge,
+            Batch(_) => ErrorCode::CorruptBatch,
+            OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            Timeout(_) => ErrorCode::Timeout,
+            Unavailable(_) => ErrorCode::Unavailable,
+            InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The leader hint a NotLeader error carries.
+    pub fn leader(&self) -> Option<(NodeId, &str)> {
+        match self {
+            BrokerError::NotLeader { leader: Some((id, addr)), .. } => Some((*id, addr.as_str())),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BrokerError>;

@@ -1,0 +1,194 @@
+//! The metadata group's state machine: topics and where their partitions live.
+//!
+//! Placement is computed by the metadata leader when it proposes a topic (from the
+//! nodes it sees alive) and carried in the command, so applying it is deterministic on
+//! every replica. Topic ids come from a counter in this state and are never reused.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tidemark_raft::{Command, CommandResponse, StateMachineLogic};
+use tidemark_types::{partition_group, GroupId, NodeId, PartitionId, TopicName};
+
+use crate::signal::Signal;
+
+/// Per-topic settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// 0: keep forever. Stored and reported; enforcement arrives with retention.
+    pub retention_ms: i64,
+    /// 0: no size limit.
+    pub retention_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub id: u32,
+    pub name: TopicName,
+    /// Replicas of each partition; the first is the preferred leader.
+    pub replicas: Vec<Vec<NodeId>>,
+    pub replication_factor: u32,
+    pub config: TopicConfig,
+}
+
+impl TopicMeta {
+    pub fn group(&self, partition: PartitionId) -> GroupId {
+        partition_group(self.id, partition)
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.replicas.len() as u32
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    pub next_topic_id: u32,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaCommand {
+    CreateTopic { name: TopicName, replicas: Vec<Vec<NodeId>>, config: TopicConfig },
+    DeleteTopic { name: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaResponse {
+    Created(TopicMeta),
+    Deleted,
+    Exists,
+    Missing,
+}
+
+impl MetaCommand {
+    pub fn encode(&self) -> Command {
+        Command(Bytes::from(bincode::serialize(self).expect("metadata commands always encode")))
+    }
+}
+
+/// Spreads `partitions` x `rf` replicas over `nodes` (sorted ids) so that both replicas
+/// and preferred leaders are balanced; `start` rotates the pattern per topic so small
+/// topics do not all lead on the first node.
+pub fn place(nodes: &[NodeId], partitions: u32, rf: u32, start: u32) -> Vec<Vec<NodeId>> {
+    let n = nodes.len();
+    (0..partitions as usize)
+        .map(|p| (0..rf as usize).map(|i| nodes[(start as usize + p + i) % n]).collect())
+        .collect()
+}
+
+/// Shared, readable view of the metadata state; `changes` ticks on every applied change.
+pub struct MetaShared {
+    pub state: RwLock<MetaState>,
+    pub changes: Signal,
+}
+
+impl MetaShared {
+    pub fn new() -> Arc<MetaShared> {
+        Arc::new(MetaShared { state: RwLock::new(MetaState::default()), changes: Signal::default() })
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, MetaState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changes.bump();
+    }
+}
+
+pub struct MetaLogic(pub Arc<MetaShared>);
+
+impl StateMachineLogic for MetaLogic {
+    fn apply(&mut self, _index: u64, command: &Command) -> CommandResponse {
+        let response = match bincode::deserialize::<MetaCommand>(&command.0) {
+            Ok(cmd) => self.apply_command(cmd),
+            // A command this version cannot read was still committed; skipping it on
+            // every replica alike keeps them identical.
+            Err(_) => MetaResponse::Missing,
+        };
+        CommandResponse(Bytes::from(bincode::serialize(&response).expect("responses always encode")))
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        bincode::serialize(&*self.0.read()).expect("metadata state always encodes")
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let state: MetaState = bincode::deserialize(snapshot).map_err(|e| e.to_string())?;
+        *self.0.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        self.0.bump();
+        Ok(())
+    }
+}
+
+impl MetaLogic {
+    fn apply_command(&mut self, cmd: MetaCommand) -> MetaResponse {
+        let mut state = self.0.state.write().unwrap_or_else(|e| e.into_inner());
+        let response = match cmd {
+            MetaCommand::CreateTopic { name, replicas, config } => {
+                if state.topics.contains_key(name.as_str()) {
+                    return MetaResponse::Exists;
+                }
+                let id = state.next_topic_id;
+                state.next_topic_id += 1;
+                let replication_factor = replicas.first().map_or(0, |r| r.len() as u32);
+                let topic = TopicMeta { id, name: name.clone(), replicas, replication_factor, config };
+                state.topics.insert(name.as_str().to_string(), topic.clone());
+                MetaResponse::Created(topic)
+            }
+            MetaCommand::DeleteTopic { name } => match state.topics.remove(&name) {
+                Some(_) => MetaResponse::Deleted,
+                None => return MetaResponse::Missing,
+            },
+        };
+        drop(state);
+        self.0.bump();
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_balances_replicas_and_leaders() {
+        let p = place(&[1, 2, 3], 6, 3, 0);
+        let mut leaders = [0; 4];
+        for r in &p {
+            assert_eq!(r.len(), 3);
+            let mut s = r.clone();
+            s.sort();
+            s.dedup();
+            assert_eq!(s.len(), 3, "replicas on distinct nodes: {r:?}");
+            leaders[r[0] as usize] += 1;
+        }
+        assert_eq!(&leaders[1..], &[2, 2, 2]);
+        assert_eq!(place(&[1, 2, 3], 1, 1, 1), vec![vec![2]]);
+    }
+
+    #[test]
+    fn create_and_delete_are_deterministic() {
+        let shared = MetaShared::new();
+        let mut logic = MetaLogic(shared.clone());
+        let create = MetaCommand::CreateTopic {
+            name: TopicName::new("t").unwrap(),
+            replicas: vec![vec![1, 2]],
+            config: TopicConfig::default(),
+        };
+        logic.apply(1, &create.encode());
+        let r: MetaResponse = bincode::deserialize(&logic.apply(2, &create.encode()).0).unwrap();
+        assert!(matches!(r, MetaResponse::Exists));
+        assert_eq!(shared.read().topics["t"].id, 0);
+        logic.apply(3, &MetaCommand::DeleteTopic { name: "t".into() }.encode());
+        logic.apply(4, &create.encode());
+        assert_eq!(shared.read().topics["t"].id, 1, "ids are never reused");
+        let snap = logic.snapshot();
+        let other = MetaShared::new();
+        MetaLogic(other.clone()).restore(&snap).unwrap();
+        assert_eq!(*other.read(), *shared.read());
+    }
+}

@@ -1,0 +1,111 @@
+//! `tidemark serve`: runs one node on sled storage until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tidemark_server::{Node, NodeConfig};
+use tidemark_storage::SledEngine;
+
+/// Run one Tidemark node.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  # A three-node cluster (run each line in its own terminal or host):
+  tidemark serve --id 1 --listen 127.0.0.1:9092 --data-dir /var/lib/tidemark/1 \\
+      --peers 1=127.0.0.1:9092,2=127.0.0.1:9093,3=127.0.0.1:9094
+  tidemark serve --id 2 --listen 127.0.0.1:9093 --data-dir /var/lib/tidemark/2 --peers ...
+  # From a file, with one setting overridden by the environment:
+  TIDEMARK_LISTEN=0.0.0.0:9092 tidemark serve --config node.toml
+
+The first start of fresh nodes forms the cluster; restarting a node on its data dir
+rejoins it. Settings: --config FILE, then TIDEMARK_* variables, then flags.")]
+pub struct ServeArgs {
+    /// This node's id (1, 2, 3, ...), unique in the cluster.
+    #[arg(long, env = "TIDEMARK_ID")]
+    pub id: Option<u64>,
+    /// Address to listen on for clients and peers, HOST:PORT (an IP host).
+    #[arg(long, env = "TIDEMARK_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for this node's data (created if missing).
+    #[arg(long, env = "TIDEMARK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Every voter of the cluster, this node included: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
+    /// Leave out for a single-node cluster.
+    #[arg(long, env = "TIDEMARK_PEERS")]
+    pub peers: Option<String>,
+    /// A TOML config file (keys as in deploy/node.example.toml).
+    #[arg(long, env = "TIDEMARK_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The effective configuration: file, then environment and flags (clap merged those).
+    pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
+        let mut c = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(id) = self.id {
+            c.id = id;
+        }
+        if let Some(listen) = &self.listen {
+            c.listen = listen.clone();
+        }
+        if let Some(dir) = &self.data_dir {
+            c.data_dir = dir.clone();
+        }
+        if let Some(peers) = &self.peers {
+            c.peers = peers.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.node_config()?;
+    let node = start_node(config).await?;
+    node.wait().await.map_err(anyhow::Error::msg)
+}
+
+/// Opens sled in the node's data dir and starts the node; it stops on Ctrl-C / SIGTERM.
+pub async fn start_node(config: NodeConfig) -> anyhow::Result<Node> {
+    check_port_free(&config.listen)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let engine = SledEngine::open(&config.data_dir)
+        .with_context(|| format!("cannot open storage in {} (is another node using it?)", config.data_dir.display()))?;
+    let node = Node::start(config.clone(), Arc::new(engine), shutdown_signal()).await?;
+    eprintln!("tidemark node {} listening on {} (data in {})", config.id, config.listen, config.data_dir.display());
+    Ok(node)
+}
+
+/// Fails early, with a hint, when the listen port is taken.
+fn check_port_free(listen: &str) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(listen)
+        .map(drop)
+        .with_context(|| format!("cannot listen on {listen}: is another process using it? choose another --listen"))
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

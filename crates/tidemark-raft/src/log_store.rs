@@ -1,0 +1,234 @@
+//! The Raft log of one group, kept in the node's storage engine. For a partition group
+//! this *is* the partition log: each produced batch is stored once, as one entry, and
+//! fetches read committed entries straight from here.
+//!
+//! Keys: tree `raft_log`, `group (u64 BE) ++ index (u64 BE)` so one group's entries are
+//! contiguous and ordered; tree `raft_state`, `group ++ tag` for the vote, the committed
+//! log id and the last purged log id.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tidemark_storage::{SharedEngine, StorageError, WriteBatch};
+use tidemark_types::GroupId;
+
+use crate::flusher::Flusher;
+use crate::types::{Entry, LogId, TypeConfig, Vote};
+
+pub const LOG_TREE: &str = "raft_log";
+pub const STATE_TREE: &str = "raft_state";
+const VOTE: u8 = b'v';
+const COMMITTED: u8 = b'c';
+const PURGED: u8 = b'p';
+
+fn log_key(group: GroupId, index: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&group.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn state_key(group: GroupId, tag: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&group.to_be_bytes());
+    k[8] = tag;
+    k
+}
+
+fn io_err(e: StorageError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    bincode::deserialize(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    bincode::serialize(v).map_err(io::Error::other)
+}
+
+/// Reads the entries of `group` with `start <= index < end`, at most `limit` of them.
+/// Used by the log store and by fetches, which never ask past the applied index.
+pub fn read_entries(
+    engine: &SharedEngine,
+    group: GroupId,
+    start: u64,
+    end: u64,
+    limit: usize,
+) -> io::Result<Vec<Entry>> {
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    let rows = engine
+        .range(
+            LOG_TREE,
+            &log_key(group, start),
+            Some(&log_key(group, end)),
+            limit,
+        )
+        .map_err(io_err)?;
+    rows.iter().map(|(_, v)| decode(v)).collect()
+}
+
+/// Removes every trace of a group (its log and Raft state), for a deleted topic.
+pub fn delete_group(engine: &SharedEngine, group: GroupId) -> Result<(), StorageError> {
+    engine.delete_range(
+        LOG_TREE,
+        &log_key(group, 0),
+        Some(&log_key(group, u64::MAX)),
+    )?;
+    let mut b = WriteBatch::new();
+    for tag in [VOTE, COMMITTED, PURGED] {
+        b.delete(state_key(group, tag).to_vec());
+    }
+    engine.write(STATE_TREE, b)
+}
+
+/// One group's log storage. Clones share the same engine and group-commit flusher.
+#[derive(Clone)]
+pub struct LogStore {
+    group: GroupId,
+    engine: SharedEngine,
+    flusher: Flusher,
+}
+
+impl LogStore {
+    pub fn new(group: GroupId, engine: SharedEngine, flusher: Flusher) -> Self {
+        LogStore {
+            group,
+            engine,
+            flusher,
+        }
+    }
+
+    fn read_state<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
+        match self
+            .engine
+            .get(STATE_TREE, &state_key(self.group, tag))
+            .map_err(io_err)?
+        {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_state<T: Serialize>(&self, tag: u8, v: &T) -> io::Result<()> {
+        self.engine
+            .put(STATE_TREE, &state_key(self.group, tag), &encode(v)?)
+            .map_err(io_err)
+    }
+
+    fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        (start, end)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<Entry>> {
+        let (start, end) = Self::bounds(&range);
+        read_entries(&self.engine, self.group, start, end, usize::MAX)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        self.read_state(VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let purged: Option<LogId> = self.read_state(PURGED)?;
+        let last = self
+            .engine
+            .last_in_range(
+                LOG_TREE,
+                &log_key(self.group, 0),
+                Some(&log_key(self.group, u64::MAX)),
+            )
+            .map_err(io_err)?;
+        let last_log_id = match last {
+            Some((_, v)) => Some(decode::<Entry>(&v)?.log_id()),
+            None => purged.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    /// A vote must be durable before it is answered, or a restarted node could vote twice
+    /// in one term.
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        self.write_state(VOTE, vote)?;
+        self.flusher.flush().await.map_err(io_err)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        self.write_state(COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        Ok(self.read_state::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::new();
+        for entry in entries {
+            batch.put(log_key(self.group, entry.index()).to_vec(), encode(&entry)?);
+        }
+        self.engine.write(LOG_TREE, batch).map_err(io_err)?;
+        self.flusher.after_flush(callback);
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let from = last_log_id.map_or(0, |id| id.index() + 1);
+        self.engine
+            .delete_range(
+                LOG_TREE,
+                &log_key(self.group, from),
+                Some(&log_key(self.group, u64::MAX)),
+            )
+            .map_err(io_err)?;
+        self.flusher.flush().await.map_err(io_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        self.write_state(PURGED, &log_id)?;
+        self.engine
+            .delete_range(
+                LOG_TREE,
+                &log_key(self.group, 0),
+                Some(&log_key(self.group, log_id.index() + 1)),
+            )
+            .map_err(io_err)
+    }
+}

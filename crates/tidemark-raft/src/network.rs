@@ -1,0 +1,167 @@
+//! The client half of the one internal transport: every group on this node reaches a
+//! peer through one shared gRPC channel to that peer (HTTP/2 multiplexes the groups),
+//! naming its group in each request. Never a channel per RPC or per group.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tidemark_proto::v1::raft_transport_client::RaftTransportClient;
+use tidemark_proto::v1::{RaftRequest, RaftRpc};
+use tidemark_types::{GroupId, NodeId};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::types::{Snapshot, TypeConfig, Vote};
+
+/// One lazily connected channel per peer node, shared by every group and by the broker
+/// (which forwards describe requests over the same connection).
+#[derive(Default)]
+pub struct PeerPool {
+    peers: Mutex<HashMap<NodeId, (String, Channel)>>,
+}
+
+impl PeerPool {
+    pub fn new() -> Arc<PeerPool> {
+        Arc::new(PeerPool::default())
+    }
+
+    /// The channel to `node` at `addr`, made once and reused; a changed address replaces it.
+    pub fn channel(&self, node: NodeId, addr: &str) -> Result<Channel, String> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((a, ch)) = peers.get(&node) {
+            if a == addr {
+                return Ok(ch.clone());
+            }
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad address {addr:?} for node {node}: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true);
+        let ch = endpoint.connect_lazy();
+        peers.insert(node, (addr.to_string(), ch.clone()));
+        Ok(ch)
+    }
+}
+
+/// Makes the per-target clients openraft asks for, all for one group.
+pub struct NetworkFactory {
+    group: GroupId,
+    pool: Arc<PeerPool>,
+}
+
+impl NetworkFactory {
+    pub fn new(group: GroupId, pool: Arc<PeerPool>) -> Self {
+        NetworkFactory { group, pool }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = GroupNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GroupNetwork {
+        GroupNetwork {
+            group: self.group,
+            target,
+            channel: self.pool.channel(target, &node.addr),
+        }
+    }
+}
+
+/// One group's view of one peer.
+pub struct GroupNetwork {
+    group: GroupId,
+    target: NodeId,
+    channel: Result<Channel, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("raft transport to node {target}: {message}")]
+struct TransportError {
+    target: NodeId,
+    message: String,
+}
+
+impl GroupNetwork {
+    /// Sends one request and decodes the reply. Every failure, remote ones included, is
+    /// reported as "unreachable" so openraft backs off and retries.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        rpc: RaftRpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, TransportError> {
+        let err = |message: String| TransportError {
+            target: self.target,
+            message,
+        };
+        let channel = self.channel.clone().map_err(err)?;
+        let payload = bincode::serialize(req).map_err(|e| err(format!("encode: {e}")))?;
+        let request = RaftRequest {
+            group: self.group,
+            rpc: rpc as i32,
+            payload: payload.into(),
+        };
+        let mut client = RaftTransportClient::new(channel)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        let reply = tokio::time::timeout(ttl, client.call(request))
+            .await
+            .map_err(|_| err(format!("no answer within {ttl:?}")))?
+            .map_err(|s| err(format!("{}: {}", s.code(), s.message())))?;
+        bincode::deserialize(&reply.into_inner().payload).map_err(|e| err(format!("decode: {e}")))
+    }
+}
+
+fn unreachable(e: TransportError) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(&e))
+}
+
+impl RaftNetworkV2<TypeConfig> for GroupNetwork {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RaftRpc::Append, &rpc, option.hard_ttl())
+            .await
+            .map_err(unreachable)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RaftRpc::Vote, &rpc, option.hard_ttl())
+            .await
+            .map_err(unreachable)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot);
+        tokio::select! {
+            biased;
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = self.call(RaftRpc::Snapshot, &req, option.hard_ttl()) => {
+                r.map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+            }
+        }
+    }
+}

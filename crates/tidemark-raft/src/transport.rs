@@ -1,0 +1,98 @@
+//! The server half of the internal transport: finds the named group on this node and
+//! hands it the decoded openraft message. The tonic service in tidemark-server is a thin
+//! wrapper over [`GroupRegistry::handle`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tidemark_proto::v1::RaftRpc;
+use tidemark_types::GroupId;
+
+use crate::types::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+/// The Raft groups this node hosts, by id.
+#[derive(Default)]
+pub struct GroupRegistry {
+    groups: RwLock<HashMap<GroupId, Raft>>,
+}
+
+impl GroupRegistry {
+    pub fn insert(&self, group: GroupId, raft: Raft) {
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group, raft);
+    }
+
+    pub fn remove(&self, group: GroupId) -> Option<Raft> {
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&group)
+    }
+
+    pub fn get(&self, group: GroupId) -> Option<Raft> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&group)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<(GroupId, Raft)> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(g, r)| (*g, r.clone()))
+            .collect()
+    }
+
+    /// Serves one transport request. An `Err` is a message for the caller, who treats
+    /// it as "unreachable" and retries (a group not yet created here, a stopped group).
+    pub async fn handle(
+        &self,
+        group: GroupId,
+        rpc: i32,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let raft = self
+            .get(group)
+            .ok_or_else(|| format!("group {group:#x} is not hosted on this node (yet)"))?;
+        match RaftRpc::try_from(rpc) {
+            Ok(RaftRpc::Append) => {
+                let req: AppendEntriesRequest<TypeConfig> = decode(payload)?;
+                encode(&raft.append_entries(req).await.map_err(|e| e.to_string())?)
+            }
+            Ok(RaftRpc::Vote) => {
+                let req: VoteRequest<TypeConfig> = decode(payload)?;
+                encode(&raft.vote(req).await.map_err(|e| e.to_string())?)
+            }
+            Ok(RaftRpc::Snapshot) => {
+                let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(payload)?;
+                let snapshot = Snapshot {
+                    meta,
+                    snapshot: data,
+                };
+                encode(
+                    &raft
+                        .install_full_snapshot(vote, snapshot)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            _ => Err(format!("unknown raft rpc {rpc}")),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::deserialize(bytes).map_err(|e| format!("undecodable raft message: {e}"))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    bincode::serialize(v).map_err(|e| format!("unencodable raft reply: {e}"))
+}

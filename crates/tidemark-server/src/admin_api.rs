@@ -1,0 +1,53 @@
+//! The public `Admin` service: topics and cluster status.
+
+use std::sync::Arc;
+
+use tidemark_broker::{Broker, TopicConfig};
+use tidemark_proto::v1::admin_server::Admin;
+use tidemark_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::describe::Describer;
+use crate::status::to_status;
+
+pub struct AdminApi {
+    pub broker: Arc<Broker>,
+    pub describer: Describer,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminApi {
+    async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<CreateTopicResponse>, Status> {
+        let req = request.into_inner();
+        let cfg = req.config.unwrap_or_default();
+        let config = TopicConfig { retention_ms: cfg.retention_ms, retention_bytes: cfg.retention_bytes };
+        let t = self
+            .broker
+            .create_topic(&req.name, req.partitions, req.replication_factor, config)
+            .await
+            .map_err(to_status)?;
+        let topic = Some(self.describer.describe(&t).await);
+        Ok(Response::new(CreateTopicResponse { topic }))
+    }
+
+    async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
+        let names = self.broker.topics().into_iter().map(|t| t.name.to_string()).collect();
+        Ok(Response::new(ListTopicsResponse { names }))
+    }
+
+    async fn describe_topic(&self, request: Request<DescribeTopicRequest>) -> Result<Response<TopicDescription>, Status> {
+        let t = self.broker.topic(&request.into_inner().name).map_err(to_status)?;
+        Ok(Response::new(self.describer.describe(&t).await))
+    }
+
+    async fn delete_topic(&self, request: Request<DeleteTopicRequest>) -> Result<Response<DeleteTopicResponse>, Status> {
+        self.broker.delete_topic(&request.into_inner().name).await.map_err(to_status)?;
+        Ok(Response::new(DeleteTopicResponse {}))
+    }
+
+    async fn cluster_status(&self, _: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+        let (nodes, leader) = self.broker.cluster_status().map_err(to_status)?;
+        let nodes = nodes.into_iter().map(|(id, address, alive)| NodeInfo { id, address, alive }).collect();
+        Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: leader.unwrap_or(0) }))
+    }
+}

@@ -1,0 +1,134 @@
+//! The public `Tidemark` service: produce, fetch, subscribe, offsets and metadata.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tidemark_broker::{Broker, OffsetSpec};
+use tidemark_proto::v1::list_offsets_request::Spec;
+use tidemark_proto::v1::tidemark_server::Tidemark;
+use tidemark_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::describe::Describer;
+use crate::status::to_status;
+
+/// Fetches wait at most this long, whatever the client asks, so a request never pins a
+/// server task indefinitely.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Default and ceiling for a fetch's size.
+const DEFAULT_FETCH_BYTES: usize = 1 << 20;
+const MAX_FETCH_BYTES: usize = 32 << 20;
+
+pub struct ClientApi {
+    pub broker: Arc<Broker>,
+    pub describer: Describer,
+}
+
+fn fetch_limits(req: &FetchRequest) -> (usize, Duration) {
+    let bytes = match req.max_bytes as usize {
+        0 => DEFAULT_FETCH_BYTES,
+        n => n.min(MAX_FETCH_BYTES),
+    };
+    (bytes, Duration::from_millis(req.max_wait_ms as u64).min(MAX_WAIT))
+}
+
+fn to_response(r: tidemark_broker::FetchResult) -> FetchResponse {
+    FetchResponse {
+        batches: r.batches.into_iter().map(|(base_offset, batch)| FetchedBatch { base_offset, batch }).collect(),
+        log_end_offset: r.log_end_offset,
+        log_start_offset: r.log_start_offset,
+    }
+}
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Tidemark for ClientApi {
+    async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
+        let req = request.into_inner();
+        let (base_offset, last_offset) =
+            self.broker.produce(&req.topic, req.partition, req.batch).await.map_err(to_status)?;
+        Ok(Response::new(ProduceResponse { base_offset, last_offset }))
+    }
+
+    async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchResponse>, Status> {
+        let req = request.into_inner();
+        let (max_bytes, wait) = fetch_limits(&req);
+        let r = self.broker.fetch(&req.topic, req.partition, req.offset, max_bytes, wait).await.map_err(to_status)?;
+        Ok(Response::new(to_response(r)))
+    }
+
+    type SubscribeStream = FetchStream;
+
+    /// Streams batches as they commit. Each step is a long-poll fetch; the stream ends
+    /// with the error when the partition moves away (the client resubscribes elsewhere).
+    async fn subscribe(&self, request: Request<FetchRequest>) -> Result<Response<FetchStream>, Status> {
+        let req = request.into_inner();
+        let (max_bytes, _) = fetch_limits(&req);
+        // Fail fast (NotLeader, unknown topic) before the stream starts.
+        self.broker.leader_replica(&req.topic, req.partition).map_err(to_status)?;
+        let broker = self.broker.clone();
+        let state = Some((broker, req.offset));
+        let stream = futures::stream::unfold(state, move |state| {
+            let topic = req.topic.clone();
+            let partition = req.partition;
+            async move {
+                let (broker, mut offset) = state?;
+                loop {
+                    match broker.fetch(&topic, partition, offset, max_bytes, Duration::from_secs(1)).await {
+                        Ok(r) if r.batches.is_empty() => continue,
+                        Ok(r) => {
+                            offset = r.log_end_offset.min(next_offset(&r).unwrap_or(offset));
+                            return Some((Ok(to_response(r)), Some((broker, offset))));
+                        }
+                        Err(e) => return Some((Err(to_status(e)), None)),
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_offsets(&self, request: Request<ListOffsetsRequest>) -> Result<Response<ListOffsetsResponse>, Status> {
+        let req = request.into_inner();
+        let spec = match req.spec {
+            Some(Spec::Earliest(_)) => OffsetSpec::Earliest,
+            Some(Spec::Latest(_)) | None => OffsetSpec::Latest,
+            Some(Spec::TimestampMs(ts)) => OffsetSpec::Timestamp(ts),
+        };
+        let (offset, start, end) = self.broker.list_offsets(&req.topic, req.partition, spec).map_err(to_status)?;
+        let leader = self.broker.node_id();
+        Ok(Response::new(ListOffsetsResponse { offset, log_start_offset: start, log_end_offset: end, leader }))
+    }
+
+    async fn metadata(&self, request: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {
+        let req = request.into_inner();
+        let mut topics = Vec::new();
+        for t in self.broker.topics() {
+            if req.topics.is_empty() || req.topics.iter().any(|n| n == t.name.as_str()) {
+                topics.push(self.describer.describe(&t).await);
+            }
+        }
+        for wanted in &req.topics {
+            if !topics.iter().any(|t| &t.name == wanted) {
+                return Err(to_status(tidemark_broker::BrokerError::UnknownTopic { topic: wanted.clone() }));
+            }
+        }
+        let (nodes, leader) = match self.broker.cluster_status() {
+            Ok(s) => s,
+            // A follower still knows the nodes; liveness is the leader's to say.
+            Err(_) => (self.broker.nodes().into_iter().map(|(id, a)| (id, a, true)).collect(), self.broker.metadata_leader()),
+        };
+        let nodes = nodes.into_iter().map(|(id, address, alive)| NodeInfo { id, address, alive }).collect();
+        Ok(Response::new(MetadataResponse { nodes, topics, metadata_leader: leader.unwrap_or(0) }))
+    }
+}
+
+/// The offset after the last record of a fetch response.
+fn next_offset(r: &tidemark_broker::FetchResult) -> Option<u64> {
+    let (base, batch) = r.batches.last()?;
+    let h = tidemark_types::BatchHeader::read(batch).ok()?;
+    Some(base + h.record_count as u64)
+}

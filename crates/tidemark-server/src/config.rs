@@ -1,0 +1,171 @@
+//! Node configuration: one struct with defaults and `validate()`. Sources, lowest first:
+//! a TOML file, then `TIDEMARK_*` environment variables, then command-line flags (the
+//! CLI applies the last two, which clap merges, over what the file gave).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tidemark_types::{BatchLimits, NodeId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("config file {path} is not valid TOML for a Tidemark node: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting `{field}`: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, message: message.into() }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id, unique in the cluster, from 1.
+    pub id: NodeId,
+    /// Where clients and peers connect: HOST:PORT.
+    pub listen: String,
+    /// The data directory (sled database).
+    pub data_dir: PathBuf,
+    /// Every voter, this node included: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
+    pub peers: String,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Largest batch a producer may send.
+    pub max_batch_bytes: usize,
+    /// Largest single record (key + value + headers).
+    pub max_record_bytes: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let limits = BatchLimits::default();
+        let timing = tidemark_raft::RaftTiming::default();
+        NodeConfig {
+            id: 0,
+            listen: "127.0.0.1:9092".into(),
+            data_dir: PathBuf::from("./tidemark-data"),
+            peers: String::new(),
+            heartbeat_ms: timing.heartbeat_ms,
+            election_timeout_min_ms: timing.election_min_ms,
+            election_timeout_max_ms: timing.election_max_ms,
+            max_batch_bytes: limits.max_batch_bytes,
+            max_record_bytes: limits.max_record_bytes,
+        }
+    }
+}
+
+/// Parses `1=HOST:PORT,2=HOST:PORT`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| invalid("peers", format!("{part:?} is not ID=HOST:PORT (example: 1=127.0.0.1:9092)")))?;
+        let id: NodeId = id.trim().parse().map_err(|_| invalid("peers", format!("{id:?} is not a node id (1, 2, ...)")))?;
+        if id == 0 {
+            return Err(invalid("peers", "node ids start at 1"));
+        }
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            return Err(invalid("peers", format!("node {id} is listed twice")));
+        }
+    }
+    Ok(peers)
+}
+
+impl NodeConfig {
+    pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.into(), message: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| invalid("listen", format!("{:?} is not HOST:PORT with an IP host", self.listen)))
+    }
+
+    pub fn peer_map(&self) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+        let mut peers = parse_peers(&self.peers)?;
+        if peers.is_empty() {
+            // A single node on its own: a cluster of one.
+            peers.insert(self.id, self.listen.clone());
+        }
+        Ok(peers)
+    }
+
+    pub fn limits(&self) -> BatchLimits {
+        BatchLimits { max_batch_bytes: self.max_batch_bytes, max_record_bytes: self.max_record_bytes }
+    }
+
+    pub fn timing(&self) -> tidemark_raft::RaftTiming {
+        tidemark_raft::RaftTiming {
+            heartbeat_ms: self.heartbeat_ms,
+            election_min_ms: self.election_timeout_min_ms,
+            election_max_ms: self.election_timeout_max_ms,
+        }
+    }
+
+    /// Checks every setting and says what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(invalid("id", "set a node id of 1 or more (--id)"));
+        }
+        self.listen_addr()?;
+        let peers = self.peer_map()?;
+        if !peers.contains_key(&self.id) {
+            return Err(invalid("peers", format!("this node ({}) must be in the list of peers", self.id)));
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_min_ms < self.heartbeat_ms * 3 {
+            return Err(invalid("election_timeout_min_ms", "must be at least three heartbeats"));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(invalid("election_timeout_max_ms", "must be greater than election_timeout_min_ms"));
+        }
+        if self.max_record_bytes == 0 || self.max_record_bytes > self.max_batch_bytes {
+            return Err(invalid("max_record_bytes", "must be positive and at most max_batch_bytes"));
+        }
+        if self.max_batch_bytes > 64 << 20 {
+            return Err(invalid("max_batch_bytes", "must be at most 64 MiB"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_errors_say_what_to_do() {
+        let p = parse_peers("1=127.0.0.1:1, 2=127.0.0.1:2").unwrap();
+        assert_eq!(p[&2], "127.0.0.1:2");
+        assert!(parse_peers("1:127.0.0.1:1").unwrap_err().to_string().contains("ID=HOST:PORT"));
+        assert!(parse_peers("1=a,1=b").unwrap_err().to_string().contains("twice"));
+        assert!(parse_peers("0=a").is_err());
+    }
+
+    #[test]
+    fn validate_catches_mistakes() {
+        let mut c = NodeConfig { id: 1, peers: "1=127.0.0.1:9092".into(), ..Default::default() };
+        c.validate().unwrap();
+        c.id = 2;
+        assert!(c.validate().unwrap_err().to_string().contains("must be in the list"));
+        c.id = 0;
+        assert!(c.validate().is_err());
+        let c = NodeConfig { id: 1, election_timeout_max_ms: 10, ..Default::default() };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn toml_file_round_trips_and_rejects_unknown_keys() {
+        let c: NodeConfig = toml::from_str("id = 3\nlisten = \"127.0.0.1:9000\"\npeers = \"3=127.0.0.1:9000\"").unwrap();
+        assert_eq!((c.id, c.heartbeat_ms), (3, 100));
+        assert!(toml::from_str::<NodeConfig>("idd = 3").is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! Describing partitions: leader and offsets come from the local replica when this node
+//! hosts one, otherwise from a replica that does, asked over the existing peer channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidemark_broker::{Broker, TopicMeta};
+use tidemark_proto::v1::tidemark_client::TidemarkClient;
+use tidemark_proto::v1::{list_offsets_request::Spec, ListOffsetsRequest, PartitionInfo, TopicConfig, TopicDescription};
+
+#[derive(Clone)]
+pub struct Describer {
+    pub broker: Arc<Broker>,
+}
+
+impl Describer {
+    pub async fn describe(&self, t: &TopicMeta) -> TopicDescription {
+        let mut partitions = Vec::with_capacity(t.replicas.len());
+        for (p, replicas) in t.replicas.iter().enumerate() {
+            let p = p as u32;
+            let (start, end, leader) = match self.broker.partition_offsets(t.group(p)) {
+                Some((s, e, l)) if l.is_some() => (s, e, l),
+                _ => self.ask_remote(t, p, replicas).await.unwrap_or((0, 0, None)),
+            };
+            partitions.push(PartitionInfo {
+                partition: p,
+                leader: leader.unwrap_or(0),
+                replicas: replicas.clone(),
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        TopicDescription {
+            name: t.name.to_string(),
+            partitions,
+            replication_factor: t.replication_factor,
+            config: Some(TopicConfig { retention_ms: t.config.retention_ms, retention_bytes: t.config.retention_bytes }),
+        }
+    }
+
+    /// Asks the replicas (following a leader hint once) for the partition's offsets.
+    async fn ask_remote(&self, t: &TopicMeta, p: u32, replicas: &[u64]) -> Option<(u64, u64, Option<u64>)> {
+        let mut targets: Vec<u64> = replicas.iter().copied().filter(|id| *id != self.broker.node_id()).collect();
+        let mut i = 0;
+        while i < targets.len() && i < 4 {
+            let node = targets[i];
+            i += 1;
+            let addr = self.broker.node_addr(node)?;
+            let channel = self.broker.peer_pool().channel(node, &addr).ok()?;
+            let req = ListOffsetsRequest { topic: t.name.to_string(), partition: p, spec: Some(Spec::Latest(true)) };
+            let mut client = TidemarkClient::new(channel);
+            let call = client.list_offsets(req);
+            match tokio::time::timeout(Duration::from_millis(500), call).await {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    return Some((r.log_start_offset, r.log_end_offset, Some(r.leader)));
+                }
+                Ok(Err(status)) => {
+                    if let Some((leader, _)) = tidemark_proto::error::leader_of(&status) {
+                        if !targets.contains(&leader) || targets[..i].contains(&leader) {
+                            targets.insert(i, leader);
+                        }
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,82 @@
+//! `Node::start`: the one entry point that the binary, the tests and the simulation
+//! share. It opens the broker on an injected storage engine (sled in production, the
+//! harness's memory engine in the simulation) and serves gRPC until `shutdown` resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tidemark_broker::{Broker, BrokerConfig};
+use tidemark_proto::v1::admin_server::AdminServer;
+use tidemark_proto::v1::raft_transport_server::RaftTransportServer;
+use tidemark_proto::v1::tidemark_server::TidemarkServer;
+use tidemark_storage::SharedEngine;
+use tokio::task::JoinHandle;
+
+use crate::admin_api::AdminApi;
+use crate::client_api::ClientApi;
+use crate::config::{ConfigError, NodeConfig};
+use crate::describe::Describer;
+use crate::raft_api::RaftApi;
+
+/// Large enough for the biggest allowed batch plus framing, and for Raft appends that
+/// carry several batches.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("starting the broker: {0}")]
+    Broker(#[from] tidemark_broker::BrokerError),
+}
+
+/// A running node.
+pub struct Node {
+    pub broker: Arc<Broker>,
+    server: JoinHandle<Result<(), String>>,
+}
+
+impl Node {
+    /// Starts a node. Returns once its groups are open and its server task is running.
+    pub async fn start(
+        config: NodeConfig,
+        engine: SharedEngine,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Node, NodeError> {
+        config.validate()?;
+        let addr = config.listen_addr()?;
+        let broker_cfg = BrokerConfig {
+            node_id: config.id,
+            peers: config.peer_map()?,
+            timing: config.timing(),
+            limits: config.limits(),
+        };
+        let broker = Broker::start(broker_cfg, engine).await?;
+        let describer = Describer { broker: broker.clone() };
+        let client = TidemarkServer::new(ClientApi { broker: broker.clone(), describer: describer.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let admin = AdminServer::new(AdminApi { broker: broker.clone(), describer });
+        let raft = RaftTransportServer::new(RaftApi { registry: broker.registry() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let b = broker.clone();
+        let server = tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(client)
+                .add_service(admin)
+                .add_service(raft)
+                .serve_with_shutdown(addr, shutdown)
+                .await;
+            b.shutdown().await;
+            served.map_err(|e| format!("serving on {addr}: {e}"))
+        });
+        tracing::info!(node = config.id, %addr, "tidemark node started");
+        Ok(Node { broker, server })
+    }
+
+    /// Waits until the server stops (after `shutdown` resolved, or on a serve error).
+    pub async fn wait(self) -> Result<(), String> {
+        self.server.await.map_err(|e| format!("server task failed: {e}"))?
+    }
+}
