@@ -12,7 +12,11 @@ use tidemark_types::{decode_records, ErrorCode, Record, RecordBatchBuilder};
 fn batch(values: &[&str]) -> Bytes {
     let mut b = RecordBatchBuilder::new();
     for v in values {
-        b.push(Record { value: Bytes::copy_from_slice(v.as_bytes()), timestamp_ms: 1_700_000_000_000, ..Default::default() });
+        b.push(Record {
+            value: Bytes::copy_from_slice(v.as_bytes()),
+            timestamp_ms: 1_700_000_000_000,
+            ..Default::default()
+        });
     }
     b.build(None)
 }
@@ -89,11 +93,14 @@ async fn bad_input_gets_clear_errors() {
     let s = admin.create_topic(rf).await.unwrap_err();
     assert_eq!(code_of(&s), Some(ErrorCode::InvalidReplicationFactor));
     create(&c, "t", 1, 3).await;
-    let s = admin.create_topic(CreateTopicRequest { name: "t".into(), partitions: 1, replication_factor: 1, config: None }).await;
+    let s = admin
+        .create_topic(CreateTopicRequest { name: "t".into(), partitions: 1, replication_factor: 1, config: None })
+        .await;
     assert_eq!(code_of(&s.unwrap_err()), Some(ErrorCode::TopicExists));
 
     let mut data = c.data(0).await;
-    let s = data.produce(ProduceRequest { topic: "nope".into(), partition: 0, batch: batch(&["x"]) }).await.unwrap_err();
+    let s =
+        data.produce(ProduceRequest { topic: "nope".into(), partition: 0, batch: batch(&["x"]) }).await.unwrap_err();
     assert_eq!(code_of(&s), Some(ErrorCode::UnknownTopic));
     let s = data.produce(ProduceRequest { topic: "t".into(), partition: 7, batch: batch(&["x"]) }).await.unwrap_err();
     assert_eq!(code_of(&s), Some(ErrorCode::UnknownPartition));

@@ -6,6 +6,20 @@ use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::meta::{place, MetaCommand, MetaResponse, TopicConfig, TopicMeta};
 
+/// One node as the metadata leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub address: String,
+    pub alive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    pub nodes: Vec<NodeStatus>,
+    pub metadata_leader: Option<NodeId>,
+}
+
 /// The most partitions one topic may have: each is a Raft group on R nodes.
 pub const MAX_PARTITIONS: u32 = 1024;
 
@@ -69,14 +83,18 @@ impl Broker {
     /// The cluster as the metadata leader sees it: (node, address, alive) and the leader.
     /// A follower that knows the leader redirects there; with no leader at all (no quorum)
     /// it answers what it can see alone.
-    pub fn cluster_status(&self) -> Result<(Vec<(NodeId, String, bool)>, Option<NodeId>)> {
+    pub fn cluster_status(&self) -> Result<ClusterView> {
         let leader = self.metadata_leader();
         let live = match (self.live_nodes(), leader) {
             (Some(live), _) => live,
             (None, Some(_)) => return Err(self.not_meta_leader()),
             (None, None) => vec![self.node_id()],
         };
-        let nodes = self.nodes().into_iter().map(|(id, addr)| (id, addr, live.contains(&id))).collect();
-        Ok((nodes, leader))
+        let nodes = self
+            .nodes()
+            .into_iter()
+            .map(|(id, address)| NodeStatus { id, alive: live.contains(&id), address })
+            .collect();
+        Ok(ClusterView { nodes, metadata_leader: leader })
     }
 }

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Instant as _};
 use tidemark_raft::{GroupContext, GroupRegistry, PeerPool, Raft, RaftTiming};
 use tidemark_storage::SharedEngine;
@@ -67,7 +67,8 @@ impl Broker {
         let flusher = tidemark_raft::Flusher::start(engine.clone());
         let ctx = GroupContext { node_id: cfg.node_id, engine, flusher, pool: PeerPool::new(), config };
         let meta = MetaShared::new();
-        let meta_raft = ctx.start_group(METADATA_GROUP, Box::new(MetaLogic(meta.clone()))).await.map_err(BrokerError::Internal)?;
+        let meta_raft =
+            ctx.start_group(METADATA_GROUP, Box::new(MetaLogic(meta.clone()))).await.map_err(BrokerError::Internal)?;
         let registry = Arc::new(GroupRegistry::default());
         registry.insert(METADATA_GROUP, meta_raft.clone());
         let broker = Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas: RwLock::new(HashMap::new()) });
@@ -144,7 +145,11 @@ impl Broker {
         let now = tidemark_raft::runtime::TidemarkInstant::now();
         let mut live = vec![self.cfg.node_id];
         for (id, ack) in heartbeat {
-            if *id != self.cfg.node_id && ack.as_ref().is_some_and(|t| now.into_inner().saturating_duration_since(t.into_inner().into_inner()) <= limit) {
+            if *id != self.cfg.node_id
+                && ack
+                    .as_ref()
+                    .is_some_and(|t| now.into_inner().saturating_duration_since(t.into_inner().into_inner()) <= limit)
+            {
                 live.push(*id);
             }
         }
@@ -174,7 +179,11 @@ impl Broker {
     pub fn replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
         let meta = self.topic(topic)?;
         if partition >= meta.partition_count() {
-            return Err(BrokerError::UnknownPartition { topic: topic.into(), partition, count: meta.partition_count() });
+            return Err(BrokerError::UnknownPartition {
+                topic: topic.into(),
+                partition,
+                count: meta.partition_count(),
+            });
         }
         let group = meta.group(partition);
         if let Some(r) = self.local_replica(group) {
@@ -201,10 +210,16 @@ impl Broker {
     }
 
     /// Maps a failed Raft write to what the client should do.
-    pub(crate) fn write_error(&self, what: String, e: RaftError<tidemark_raft::TypeConfig, ClientWriteError<tidemark_raft::TypeConfig>>) -> BrokerError {
+    pub(crate) fn write_error(
+        &self,
+        what: String,
+        e: RaftError<tidemark_raft::TypeConfig, ClientWriteError<tidemark_raft::TypeConfig>>,
+    ) -> BrokerError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                let leader = f.leader_id.and_then(|id| Some((id, f.leader_node.map(|n| n.addr).or_else(|| self.node_addr(id))?)));
+                let leader = f
+                    .leader_id
+                    .and_then(|id| Some((id, f.leader_node.map(|n| n.addr).or_else(|| self.node_addr(id))?)));
                 BrokerError::NotLeader { what, leader }
             }
             RaftError::APIError(e) => BrokerError::Internal(format!("{what}: {e}")),

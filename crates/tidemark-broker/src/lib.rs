@@ -11,6 +11,7 @@ pub mod partition;
 mod reconcile;
 pub mod signal;
 
+pub use admin::{ClusterView, NodeStatus};
 pub use broker::{Broker, BrokerConfig, Replica};
 pub use error::BrokerError;
 pub use meta::{TopicConfig, TopicMeta};

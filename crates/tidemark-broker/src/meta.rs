@@ -74,9 +74,7 @@ impl MetaCommand {
 /// topics do not all lead on the first node.
 pub fn place(nodes: &[NodeId], partitions: u32, rf: u32, start: u32) -> Vec<Vec<NodeId>> {
     let n = nodes.len();
-    (0..partitions as usize)
-        .map(|p| (0..rf as usize).map(|i| nodes[(start as usize + p + i) % n]).collect())
-        .collect()
+    (0..partitions as usize).map(|p| (0..rf as usize).map(|i| nodes[(start as usize + p + i) % n]).collect()).collect()
 }
 
 /// Shared, readable view of the metadata state; `changes` ticks on every applied change.

@@ -32,7 +32,8 @@ impl Broker {
         let replica = self.replica(topic, partition)?;
         BatchHeader::validate(&batch, &self.cfg.limits)?;
         let what = format!("{topic}/{partition}");
-        let resp = replica.raft.client_write(append_command(&batch)).await.map_err(|e| self.write_error(what.clone(), e))?;
+        let resp =
+            replica.raft.client_write(append_command(&batch)).await.map_err(|e| self.write_error(what.clone(), e))?;
         match bincode::deserialize::<AppendResult>(&resp.data.0) {
             Ok(AppendResult::Appended { base_offset, last_offset }) => Ok((base_offset, last_offset)),
             _ => Err(BrokerError::Internal(format!("{what}: the state machine rejected a validated batch"))),
@@ -56,7 +57,11 @@ impl Broker {
             let (entries, start, end) = {
                 let st = replica.shared.read();
                 if offset < st.log_start_offset || offset > st.next_offset {
-                    return Err(BrokerError::OffsetOutOfRange { offset, start: st.log_start_offset, end: st.next_offset });
+                    return Err(BrokerError::OffsetOutOfRange {
+                        offset,
+                        start: st.log_start_offset,
+                        end: st.next_offset,
+                    });
                 }
                 let mut picked: Vec<IndexEntry> = Vec::new();
                 if let Some(first) = st.find(offset) {
@@ -110,7 +115,12 @@ impl Broker {
 
     /// Resolves earliest / latest / a timestamp to an offset on the partition leader.
     /// Returns (offset, log start, log end).
-    pub fn list_offsets(&self, topic: &str, partition: PartitionId, spec: OffsetSpec) -> Result<(Offset, Offset, Offset)> {
+    pub fn list_offsets(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        spec: OffsetSpec,
+    ) -> Result<(Offset, Offset, Offset)> {
         let replica = self.leader_replica(topic, partition)?;
         let st = replica.shared.read();
         let offset = match spec {

@@ -15,7 +15,11 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         NotLeader | Unavailable => Code::Unavailable,
         UnknownTopic | UnknownPartition => Code::NotFound,
         TopicExists => Code::AlreadyExists,
-        InvalidTopicName | InvalidReplicationFactor | RecordTooLarge | BatchTooLarge | CorruptBatch
+        InvalidTopicName
+        | InvalidReplicationFactor
+        | RecordTooLarge
+        | BatchTooLarge
+        | CorruptBatch
         | InvalidRequest => Code::InvalidArgument,
         OffsetOutOfRange => Code::OutOfRange,
         Timeout => Code::DeadlineExceeded,

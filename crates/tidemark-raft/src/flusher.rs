@@ -53,9 +53,7 @@ impl Flusher {
     /// Waits until everything written so far is durable.
     pub async fn flush(&self) -> Result<(), StorageError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Waiter::Notify(tx))
-            .map_err(|_| StorageError::Closed)?;
+        self.tx.send(Waiter::Notify(tx)).map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?
     }
 }
@@ -69,9 +67,7 @@ async fn flush_loop(engine: SharedEngine, mut rx: mpsc::UnboundedReceiver<Waiter
             batch.push(next);
         }
         let result = if poisoned.load(Ordering::Acquire) {
-            Err(StorageError::FsyncFailed {
-                message: "an earlier fsync failed; the node must restart".into(),
-            })
+            Err(StorageError::FsyncFailed { message: "an earlier fsync failed; the node must restart".into() })
         } else {
             let engine = engine.clone();
             run_blocking(move || engine.flush()).await
@@ -82,9 +78,7 @@ async fn flush_loop(engine: SharedEngine, mut rx: mpsc::UnboundedReceiver<Waiter
         }
         for waiter in batch.drain(..) {
             match waiter {
-                Waiter::Log(cb) => {
-                    cb.io_completed(result.clone().map_err(|e| io::Error::other(e.to_string())))
-                }
+                Waiter::Log(cb) => cb.io_completed(result.clone().map_err(|e| io::Error::other(e.to_string()))),
                 Waiter::Notify(tx) => {
                     let _ = tx.send(result.clone());
                 }

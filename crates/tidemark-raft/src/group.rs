@@ -24,11 +24,7 @@ pub struct RaftTiming {
 impl Default for RaftTiming {
     /// A 3-node cluster on one LAN (or one laptop) fails over in about a second.
     fn default() -> Self {
-        RaftTiming {
-            heartbeat_ms: 100,
-            election_min_ms: 500,
-            election_max_ms: 1000,
-        }
+        RaftTiming { heartbeat_ms: 100, election_min_ms: 500, election_max_ms: 1000 }
     }
 }
 
@@ -62,21 +58,11 @@ pub struct GroupContext {
 
 impl GroupContext {
     /// Creates (or, after a restart, reopens) group `group` with the given state machine logic.
-    pub async fn start_group(
-        &self,
-        group: GroupId,
-        logic: Box<dyn StateMachineLogic>,
-    ) -> Result<Raft, String> {
+    pub async fn start_group(&self, group: GroupId, logic: Box<dyn StateMachineLogic>) -> Result<Raft, String> {
         let store = LogStore::new(group, self.engine.clone(), self.flusher.clone());
         let network = NetworkFactory::new(group, self.pool.clone());
-        Raft::new(
-            self.node_id,
-            self.config.clone(),
-            network,
-            store,
-            GroupStateMachine::new(logic),
-        )
-        .await
-        .map_err(|e| format!("starting raft group {group:#x}: {e}"))
+        Raft::new(self.node_id, self.config.clone(), network, store, GroupStateMachine::new(logic))
+            .await
+            .map_err(|e| format!("starting raft group {group:#x}: {e}"))
     }
 }

@@ -65,24 +65,13 @@ pub fn read_entries(
     if start >= end {
         return Ok(Vec::new());
     }
-    let rows = engine
-        .range(
-            LOG_TREE,
-            &log_key(group, start),
-            Some(&log_key(group, end)),
-            limit,
-        )
-        .map_err(io_err)?;
+    let rows = engine.range(LOG_TREE, &log_key(group, start), Some(&log_key(group, end)), limit).map_err(io_err)?;
     rows.iter().map(|(_, v)| decode(v)).collect()
 }
 
 /// Removes every trace of a group (its log and Raft state), for a deleted topic.
 pub fn delete_group(engine: &SharedEngine, group: GroupId) -> Result<(), StorageError> {
-    engine.delete_range(
-        LOG_TREE,
-        &log_key(group, 0),
-        Some(&log_key(group, u64::MAX)),
-    )?;
+    engine.delete_range(LOG_TREE, &log_key(group, 0), Some(&log_key(group, u64::MAX)))?;
     let mut b = WriteBatch::new();
     for tag in [VOTE, COMMITTED, PURGED] {
         b.delete(state_key(group, tag).to_vec());
@@ -100,28 +89,18 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(group: GroupId, engine: SharedEngine, flusher: Flusher) -> Self {
-        LogStore {
-            group,
-            engine,
-            flusher,
-        }
+        LogStore { group, engine, flusher }
     }
 
     fn read_state<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
-        match self
-            .engine
-            .get(STATE_TREE, &state_key(self.group, tag))
-            .map_err(io_err)?
-        {
+        match self.engine.get(STATE_TREE, &state_key(self.group, tag)).map_err(io_err)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
     fn write_state<T: Serialize>(&self, tag: u8, v: &T) -> io::Result<()> {
-        self.engine
-            .put(STATE_TREE, &state_key(self.group, tag), &encode(v)?)
-            .map_err(io_err)
+        self.engine.put(STATE_TREE, &state_key(self.group, tag), &encode(v)?).map_err(io_err)
     }
 
     fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
@@ -160,20 +139,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let purged: Option<LogId> = self.read_state(PURGED)?;
         let last = self
             .engine
-            .last_in_range(
-                LOG_TREE,
-                &log_key(self.group, 0),
-                Some(&log_key(self.group, u64::MAX)),
-            )
+            .last_in_range(LOG_TREE, &log_key(self.group, 0), Some(&log_key(self.group, u64::MAX)))
             .map_err(io_err)?;
         let last_log_id = match last {
             Some((_, v)) => Some(decode::<Entry>(&v)?.log_id()),
-            None => purged.clone(),
+            None => purged,
         };
-        Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id: purged, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -212,11 +184,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map_or(0, |id| id.index() + 1);
         self.engine
-            .delete_range(
-                LOG_TREE,
-                &log_key(self.group, from),
-                Some(&log_key(self.group, u64::MAX)),
-            )
+            .delete_range(LOG_TREE, &log_key(self.group, from), Some(&log_key(self.group, u64::MAX)))
             .map_err(io_err)?;
         self.flusher.flush().await.map_err(io_err)
     }
@@ -224,11 +192,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         self.write_state(PURGED, &log_id)?;
         self.engine
-            .delete_range(
-                LOG_TREE,
-                &log_key(self.group, 0),
-                Some(&log_key(self.group, log_id.index() + 1)),
-            )
+            .delete_range(LOG_TREE, &log_key(self.group, 0), Some(&log_key(self.group, log_id.index() + 1)))
             .map_err(io_err)
     }
 }

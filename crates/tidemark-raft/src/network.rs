@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -68,11 +66,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = GroupNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GroupNetwork {
-        GroupNetwork {
-            group: self.group,
-            target,
-            channel: self.pool.channel(target, &node.addr),
-        }
+        GroupNetwork { group: self.group, target, channel: self.pool.channel(target, &node.addr) }
     }
 }
 
@@ -99,20 +93,12 @@ impl GroupNetwork {
         req: &Req,
         ttl: Duration,
     ) -> Result<Resp, TransportError> {
-        let err = |message: String| TransportError {
-            target: self.target,
-            message,
-        };
+        let err = |message: String| TransportError { target: self.target, message };
         let channel = self.channel.clone().map_err(err)?;
         let payload = bincode::serialize(req).map_err(|e| err(format!("encode: {e}")))?;
-        let request = RaftRequest {
-            group: self.group,
-            rpc: rpc as i32,
-            payload: payload.into(),
-        };
-        let mut client = RaftTransportClient::new(channel)
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
+        let request = RaftRequest { group: self.group, rpc: rpc as i32, payload: payload.into() };
+        let mut client =
+            RaftTransportClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
         let reply = tokio::time::timeout(ttl, client.call(request))
             .await
             .map_err(|_| err(format!("no answer within {ttl:?}")))?
@@ -133,9 +119,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftRpc::Append, &rpc, option.hard_ttl())
-            .await
-            .map_err(unreachable)
+        self.call(RaftRpc::Append, &rpc, option.hard_ttl()).await.map_err(unreachable)
     }
 
     async fn vote(
@@ -143,9 +127,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftRpc::Vote, &rpc, option.hard_ttl())
-            .await
-            .map_err(unreachable)
+        self.call(RaftRpc::Vote, &rpc, option.hard_ttl()).await.map_err(unreachable)
     }
 
     async fn full_snapshot(

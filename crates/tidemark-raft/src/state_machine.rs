@@ -12,9 +12,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 
-use crate::types::{
-    Command, CommandResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
-};
+use crate::types::{Command, CommandResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// What a group's state means: implemented by the broker for the metadata group and
 /// for partition groups. Everything here must be deterministic: every replica applies
@@ -41,23 +39,12 @@ pub struct GroupStateMachine {
 
 impl GroupStateMachine {
     pub fn new(logic: Box<dyn StateMachineLogic>) -> Self {
-        GroupStateMachine {
-            logic,
-            last_applied: None,
-            membership: StoredMembership::default(),
-            current: None,
-        }
+        GroupStateMachine { logic, last_applied: None, membership: StoredMembership::default(), current: None }
     }
 
     fn build(&mut self) -> Snapshot {
-        let meta = SnapshotMeta {
-            last_log_id: self.last_applied.clone(),
-            last_membership: self.membership.clone(),
-        };
-        Snapshot {
-            meta,
-            snapshot: self.logic.snapshot(),
-        }
+        let meta = SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() };
+        Snapshot { meta, snapshot: self.logic.snapshot() }
     }
 }
 
@@ -77,7 +64,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
-        Ok((self.last_applied.clone(), self.membership.clone()))
+        Ok((self.last_applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
@@ -91,7 +78,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 EntryPayload::Blank => CommandResponse::default(),
                 EntryPayload::Normal(cmd) => self.logic.apply(log_id.index(), cmd),
                 EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(log_id.clone()), m.clone());
+                    self.membership = StoredMembership::new(Some(log_id), m.clone());
                     CommandResponse::default()
                 }
             };
@@ -114,18 +101,13 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
-        self.logic
-            .restore(&snapshot)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        self.last_applied = meta.last_log_id.clone();
+        self.logic.restore(&snapshot).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         if let Some(id) = &meta.last_log_id {
             self.logic.applied_up_to(id.index());
         }
-        self.current = Some(Snapshot {
-            meta: meta.clone(),
-            snapshot,
-        });
+        self.current = Some(Snapshot { meta: meta.clone(), snapshot });
         Ok(())
     }
 

@@ -21,47 +21,25 @@ pub struct GroupRegistry {
 
 impl GroupRegistry {
     pub fn insert(&self, group: GroupId, raft: Raft) {
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(group, raft);
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(group, raft);
     }
 
     pub fn remove(&self, group: GroupId) -> Option<Raft> {
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&group)
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(&group)
     }
 
     pub fn get(&self, group: GroupId) -> Option<Raft> {
-        self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&group)
-            .cloned()
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(&group).cloned()
     }
 
     pub fn all(&self) -> Vec<(GroupId, Raft)> {
-        self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(g, r)| (*g, r.clone()))
-            .collect()
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(g, r)| (*g, r.clone())).collect()
     }
 
     /// Serves one transport request. An `Err` is a message for the caller, who treats
     /// it as "unreachable" and retries (a group not yet created here, a stopped group).
-    pub async fn handle(
-        &self,
-        group: GroupId,
-        rpc: i32,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        let raft = self
-            .get(group)
-            .ok_or_else(|| format!("group {group:#x} is not hosted on this node (yet)"))?;
+    pub async fn handle(&self, group: GroupId, rpc: i32, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let raft = self.get(group).ok_or_else(|| format!("group {group:#x} is not hosted on this node (yet)"))?;
         match RaftRpc::try_from(rpc) {
             Ok(RaftRpc::Append) => {
                 let req: AppendEntriesRequest<TypeConfig> = decode(payload)?;
@@ -73,16 +51,8 @@ impl GroupRegistry {
             }
             Ok(RaftRpc::Snapshot) => {
                 let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(payload)?;
-                let snapshot = Snapshot {
-                    meta,
-                    snapshot: data,
-                };
-                encode(
-                    &raft
-                        .install_full_snapshot(vote, snapshot)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                )
+                let snapshot = Snapshot { meta, snapshot: data };
+                encode(&raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string())?)
             }
             _ => Err(format!("unknown raft rpc {rpc}")),
         }

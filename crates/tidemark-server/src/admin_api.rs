@@ -17,7 +17,10 @@ pub struct AdminApi {
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
-    async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<CreateTopicResponse>, Status> {
+    async fn create_topic(
+        &self,
+        request: Request<CreateTopicRequest>,
+    ) -> Result<Response<CreateTopicResponse>, Status> {
         let req = request.into_inner();
         let cfg = req.config.unwrap_or_default();
         let config = TopicConfig { retention_ms: cfg.retention_ms, retention_bytes: cfg.retention_bytes };
@@ -35,19 +38,28 @@ impl Admin for AdminApi {
         Ok(Response::new(ListTopicsResponse { names }))
     }
 
-    async fn describe_topic(&self, request: Request<DescribeTopicRequest>) -> Result<Response<TopicDescription>, Status> {
+    async fn describe_topic(
+        &self,
+        request: Request<DescribeTopicRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
         let t = self.broker.topic(&request.into_inner().name).map_err(to_status)?;
         Ok(Response::new(self.describer.describe(&t).await))
     }
 
-    async fn delete_topic(&self, request: Request<DeleteTopicRequest>) -> Result<Response<DeleteTopicResponse>, Status> {
+    async fn delete_topic(
+        &self,
+        request: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
         self.broker.delete_topic(&request.into_inner().name).await.map_err(to_status)?;
         Ok(Response::new(DeleteTopicResponse {}))
     }
 
-    async fn cluster_status(&self, _: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
-        let (nodes, leader) = self.broker.cluster_status().map_err(to_status)?;
-        let nodes = nodes.into_iter().map(|(id, address, alive)| NodeInfo { id, address, alive }).collect();
-        Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: leader.unwrap_or(0) }))
+    async fn cluster_status(
+        &self,
+        _: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let view = self.broker.cluster_status().map_err(to_status)?;
+        let nodes = view.nodes.into_iter().map(|n| NodeInfo { id: n.id, address: n.address, alive: n.alive }).collect();
+        Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: view.metadata_leader.unwrap_or(0) }))
     }
 }

@@ -91,7 +91,10 @@ impl Tidemark for ClientApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn list_offsets(&self, request: Request<ListOffsetsRequest>) -> Result<Response<ListOffsetsResponse>, Status> {
+    async fn list_offsets(
+        &self,
+        request: Request<ListOffsetsRequest>,
+    ) -> Result<Response<ListOffsetsResponse>, Status> {
         let req = request.into_inner();
         let spec = match req.spec {
             Some(Spec::Earliest(_)) => OffsetSpec::Earliest,
@@ -117,11 +120,16 @@ impl Tidemark for ClientApi {
             }
         }
         let (nodes, leader) = match self.broker.cluster_status() {
-            Ok(s) => s,
+            Ok(view) => {
+                let nodes = view.nodes.into_iter().map(|n| NodeInfo { id: n.id, address: n.address, alive: n.alive });
+                (nodes.collect(), view.metadata_leader)
+            }
             // A follower still knows the nodes; liveness is the leader's to say.
-            Err(_) => (self.broker.nodes().into_iter().map(|(id, a)| (id, a, true)).collect(), self.broker.metadata_leader()),
+            Err(_) => {
+                let nodes = self.broker.nodes().into_iter().map(|(id, address)| NodeInfo { id, address, alive: true });
+                (nodes.collect(), self.broker.metadata_leader())
+            }
         };
-        let nodes = nodes.into_iter().map(|(id, address, alive)| NodeInfo { id, address, alive }).collect();
         Ok(Response::new(MetadataResponse { nodes, topics, metadata_leader: leader.unwrap_or(0) }))
     }
 }

@@ -68,7 +68,8 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
         let (id, addr) = part
             .split_once('=')
             .ok_or_else(|| invalid("peers", format!("{part:?} is not ID=HOST:PORT (example: 1=127.0.0.1:9092)")))?;
-        let id: NodeId = id.trim().parse().map_err(|_| invalid("peers", format!("{id:?} is not a node id (1, 2, ...)")))?;
+        let id: NodeId =
+            id.trim().parse().map_err(|_| invalid("peers", format!("{id:?} is not a node id (1, 2, ...)")))?;
         if id == 0 {
             return Err(invalid("peers", "node ids start at 1"));
         }
@@ -87,7 +88,9 @@ impl NodeConfig {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|_| invalid("listen", format!("{:?} is not HOST:PORT with an IP host", self.listen)))
+        self.listen
+            .parse()
+            .map_err(|_| invalid("listen", format!("{:?} is not HOST:PORT with an IP host", self.listen)))
     }
 
     pub fn peer_map(&self) -> Result<BTreeMap<NodeId, String>, ConfigError> {
@@ -164,7 +167,8 @@ mod tests {
 
     #[test]
     fn toml_file_round_trips_and_rejects_unknown_keys() {
-        let c: NodeConfig = toml::from_str("id = 3\nlisten = \"127.0.0.1:9000\"\npeers = \"3=127.0.0.1:9000\"").unwrap();
+        let c: NodeConfig =
+            toml::from_str("id = 3\nlisten = \"127.0.0.1:9000\"\npeers = \"3=127.0.0.1:9000\"").unwrap();
         assert_eq!((c.id, c.heartbeat_ms), (3, 100));
         assert!(toml::from_str::<NodeConfig>("idd = 3").is_err());
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tidemark_broker::{Broker, TopicMeta};
 use tidemark_proto::v1::tidemark_client::TidemarkClient;
-use tidemark_proto::v1::{list_offsets_request::Spec, ListOffsetsRequest, PartitionInfo, TopicConfig, TopicDescription};
+use tidemark_proto::v1::{
+    list_offsets_request::Spec, ListOffsetsRequest, PartitionInfo, TopicConfig, TopicDescription,
+};
 
 #[derive(Clone)]
 pub struct Describer {
@@ -34,7 +36,10 @@ impl Describer {
             name: t.name.to_string(),
             partitions,
             replication_factor: t.replication_factor,
-            config: Some(TopicConfig { retention_ms: t.config.retention_ms, retention_bytes: t.config.retention_bytes }),
+            config: Some(TopicConfig {
+                retention_ms: t.config.retention_ms,
+                retention_bytes: t.config.retention_bytes,
+            }),
         }
     }
 

@@ -31,10 +31,7 @@ impl WriteBatch {
     }
 
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::Put {
-            key: key.into(),
-            value: value.into(),
-        });
+        self.ops.push(BatchOp::Put { key: key.into(), value: value.into() });
     }
 
     pub fn delete(&mut self, key: impl Into<Vec<u8>>) {

@@ -47,20 +47,9 @@ pub trait Engine: Send + Sync + 'static {
     /// Not durable until `flush`.
     fn write(&self, tree: &str, batch: WriteBatch) -> Result<()>;
     /// Ascending entries with start <= key < end (end None = unbounded), at most `limit`.
-    fn range(
-        &self,
-        tree: &str,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn range(&self, tree: &str, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// The greatest entry with start <= key < end, if any.
-    fn last_in_range(
-        &self,
-        tree: &str,
-        start: &[u8],
-        end: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    fn last_in_range(&self, tree: &str, start: &[u8], end: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Deletes every key with start <= key < end, atomically (one batch in both engines).
     /// Not durable until `flush`.
     fn delete_range(&self, tree: &str, start: &[u8], end: Option<&[u8]>) -> Result<()>;

@@ -29,24 +29,10 @@ type Trees = BTreeMap<String, Tree>;
 /// crash keeps it whole or loses it whole, matching sled's atomic batch recovery.
 #[derive(Clone, Debug)]
 enum Op {
-    Put {
-        tree: String,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Delete {
-        tree: String,
-        key: Vec<u8>,
-    },
-    Batch {
-        tree: String,
-        batch: WriteBatch,
-    },
-    DeleteRange {
-        tree: String,
-        start: Vec<u8>,
-        end: Option<Vec<u8>>,
-    },
+    Put { tree: String, key: Vec<u8>, value: Vec<u8> },
+    Delete { tree: String, key: Vec<u8> },
+    Batch { tree: String, batch: WriteBatch },
+    DeleteRange { tree: String, start: Vec<u8>, end: Option<Vec<u8>> },
 }
 
 impl Op {
@@ -75,9 +61,7 @@ impl Op {
             }
             Op::DeleteRange { tree, start, end } => {
                 if let Some(t) = trees.get_mut(tree) {
-                    let doomed: Vec<Vec<u8>> = entries(t, start, end.as_deref())
-                        .map(|(k, _)| k.clone())
-                        .collect();
+                    let doomed: Vec<Vec<u8>> = entries(t, start, end.as_deref()).map(|(k, _)| k.clone()).collect();
                     for key in doomed {
                         t.remove(&key);
                     }
@@ -190,63 +174,37 @@ impl Engine for MemoryEngine {
     }
 
     fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        self.lock().record(Op::Put {
-            tree: tree.to_owned(),
-            key: key.to_vec(),
-            value: value.to_vec(),
-        });
+        self.lock().record(Op::Put { tree: tree.to_owned(), key: key.to_vec(), value: value.to_vec() });
         Ok(())
     }
 
     fn delete(&self, tree: &str, key: &[u8]) -> Result<()> {
-        self.lock().record(Op::Delete {
-            tree: tree.to_owned(),
-            key: key.to_vec(),
-        });
+        self.lock().record(Op::Delete { tree: tree.to_owned(), key: key.to_vec() });
         Ok(())
     }
 
     fn write(&self, tree: &str, batch: WriteBatch) -> Result<()> {
         if !batch.is_empty() {
-            self.lock().record(Op::Batch {
-                tree: tree.to_owned(),
-                batch,
-            });
+            self.lock().record(Op::Batch { tree: tree.to_owned(), batch });
         }
         Ok(())
     }
 
-    fn range(
-        &self,
-        tree: &str,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn range(&self, tree: &str, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let st = self.lock();
         let Some(t) = st.visible.get(tree) else {
             return Ok(Vec::new());
         };
-        let found = entries(t, start, end)
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let found = entries(t, start, end).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(found)
     }
 
-    fn last_in_range(
-        &self,
-        tree: &str,
-        start: &[u8],
-        end: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    fn last_in_range(&self, tree: &str, start: &[u8], end: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let st = self.lock();
         let Some(t) = st.visible.get(tree) else {
             return Ok(None);
         };
-        let found = entries(t, start, end)
-            .next_back()
-            .map(|(k, v)| (k.clone(), v.clone()));
+        let found = entries(t, start, end).next_back().map(|(k, v)| (k.clone(), v.clone()));
         Ok(found)
     }
 

@@ -52,31 +52,20 @@ impl SledEngine {
     pub fn open_with_cache_capacity(dir: &Path, bytes: u64) -> Result<SledEngine> {
         let db = open_db(dir, bytes)?;
         tracing::debug!(path = %dir.display(), cache_bytes = bytes, "opened sled engine");
-        Ok(SledEngine {
-            db,
-            trees: RwLock::new(HashMap::new()),
-        })
+        Ok(SledEngine { db, trees: RwLock::new(HashMap::new()) })
     }
 
     /// The cached handle of `name`, opening it on first use.
     fn tree(&self, name: &str) -> Result<sled::Tree> {
         // Poisoning is ignored: the map only ever holds fully opened handles.
-        if let Some(t) = self
-            .trees
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
+        if let Some(t) = self.trees.read().unwrap_or_else(PoisonError::into_inner).get(name) {
             return Ok(t.clone());
         }
         let mut trees = self.trees.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = trees.get(name) {
             return Ok(t.clone());
         }
-        let tree = self
-            .db
-            .open_tree(name.as_bytes())
-            .map_err(|e| convert("open_tree", &tree_ctx(name), e))?;
+        let tree = self.db.open_tree(name.as_bytes()).map_err(|e| convert("open_tree", &tree_ctx(name), e))?;
         trees.insert(name.to_owned(), tree.clone());
         Ok(tree)
     }
@@ -129,32 +118,22 @@ fn convert(op: &'static str, context: &str, err: sled::Error) -> StorageError {
 
 /// The half-open key range [start, end) as sled bounds.
 fn bounds<'a>(start: &'a [u8], end: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
-    (
-        Bound::Included(start),
-        end.map_or(Bound::Unbounded, Bound::Excluded),
-    )
+    (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded))
 }
 
 impl Engine for SledEngine {
     fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let value = self
-            .tree(tree)?
-            .get(key)
-            .map_err(|e| convert("get", &tree_ctx(tree), e))?;
+        let value = self.tree(tree)?.get(key).map_err(|e| convert("get", &tree_ctx(tree), e))?;
         Ok(value.map(|v| v.to_vec()))
     }
 
     fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        self.tree(tree)?
-            .insert(key, value)
-            .map_err(|e| convert("put", &tree_ctx(tree), e))?;
+        self.tree(tree)?.insert(key, value).map_err(|e| convert("put", &tree_ctx(tree), e))?;
         Ok(())
     }
 
     fn delete(&self, tree: &str, key: &[u8]) -> Result<()> {
-        self.tree(tree)?
-            .remove(key)
-            .map_err(|e| convert("delete", &tree_ctx(tree), e))?;
+        self.tree(tree)?.remove(key).map_err(|e| convert("delete", &tree_ctx(tree), e))?;
         Ok(())
     }
 
@@ -171,18 +150,10 @@ impl Engine for SledEngine {
                 BatchOp::Delete { key } => sled_batch.remove(key),
             }
         }
-        self.tree(tree)?
-            .apply_batch(sled_batch)
-            .map_err(|e| convert("write", &tree_ctx(tree), e))
+        self.tree(tree)?.apply_batch(sled_batch).map_err(|e| convert("write", &tree_ctx(tree), e))
     }
 
-    fn range(
-        &self,
-        tree: &str,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn range(&self, tree: &str, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if range_is_empty(start, end) || limit == 0 {
             return Ok(Vec::new());
         }
@@ -195,20 +166,11 @@ impl Engine for SledEngine {
         Ok(out)
     }
 
-    fn last_in_range(
-        &self,
-        tree: &str,
-        start: &[u8],
-        end: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    fn last_in_range(&self, tree: &str, start: &[u8], end: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         if range_is_empty(start, end) {
             return Ok(None);
         }
-        match self
-            .tree(tree)?
-            .range::<&[u8], _>(bounds(start, end))
-            .next_back()
-        {
+        match self.tree(tree)?.range::<&[u8], _>(bounds(start, end)).next_back() {
             None => Ok(None),
             Some(Ok((k, v))) => Ok(Some((k.to_vec(), v.to_vec()))),
             Some(Err(e)) => Err(convert("last_in_range", &tree_ctx(tree), e)),
@@ -233,17 +195,11 @@ impl Engine for SledEngine {
         if !any {
             return Ok(());
         }
-        t.apply_batch(batch)
-            .map_err(|e| convert("delete_range", &tree_ctx(tree), e))
+        t.apply_batch(batch).map_err(|e| convert("delete_range", &tree_ctx(tree), e))
     }
 
     /// `Db::flush` writes and fsyncs sled's log, which all trees share.
     fn flush(&self) -> Result<()> {
-        self.db
-            .flush()
-            .map(|_bytes| ())
-            .map_err(|e| StorageError::FsyncFailed {
-                message: format!("sled flush: {e}"),
-            })
+        self.db.flush().map(|_bytes| ()).map_err(|e| StorageError::FsyncFailed { message: format!("sled flush: {e}") })
     }
 }

@@ -3,11 +3,7 @@
 use tidemark_storage::{Engine, MemoryEngine, StorageError, WriteBatch};
 
 fn keys(e: &MemoryEngine, tree: &str) -> Vec<Vec<u8>> {
-    e.range(tree, b"", None, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect()
+    e.range(tree, b"", None, usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect()
 }
 
 #[test]
@@ -33,10 +29,7 @@ fn crash_keeps_a_prefix_of_unsynced_ops() {
     e.put("t", b"d", b"4").unwrap();
     assert_eq!(e.unsynced_len(), 3, "a batch is one op");
     e.crash(2);
-    assert_eq!(
-        keys(&e, "t"),
-        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
-    );
+    assert_eq!(keys(&e, "t"), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     // What survived a crash is on disk: a second crash keeps it.
     e.crash(0);
     assert_eq!(keys(&e, "t").len(), 3);
@@ -57,16 +50,8 @@ fn flushed_writes_survive_and_later_ones_do_not() {
     e.delete("t", b"b").unwrap();
     e.put("t", b"c", b"2").unwrap();
     e.crash(0);
-    assert_eq!(
-        e.get("t", b"a").unwrap(),
-        Some(b"1".to_vec()),
-        "overwrite undone"
-    );
-    assert_eq!(
-        e.get("t", b"b").unwrap(),
-        Some(b"1".to_vec()),
-        "delete undone"
-    );
+    assert_eq!(e.get("t", b"a").unwrap(), Some(b"1".to_vec()), "overwrite undone");
+    assert_eq!(e.get("t", b"b").unwrap(), Some(b"1".to_vec()), "delete undone");
     assert_eq!(e.get("t", b"c").unwrap(), None, "new key lost");
     assert_eq!(e.flush_count(), 1);
 }
@@ -126,14 +111,12 @@ fn unsynced_delete_range_is_undone_by_crash() {
     }
     e.put("other", b"k", b"v").unwrap();
     e.flush().unwrap();
-    e.delete_range("log", &0u64.to_be_bytes(), Some(&5u64.to_be_bytes()))
-        .unwrap();
+    e.delete_range("log", &0u64.to_be_bytes(), Some(&5u64.to_be_bytes())).unwrap();
     assert_eq!(keys(&e, "log").len(), 5);
     assert_eq!(e.unsynced_len(), 1, "a range delete is one op");
     e.crash(0);
     assert_eq!(keys(&e, "log").len(), 10, "deleted keys restored");
-    e.delete_range("log", &0u64.to_be_bytes(), Some(&5u64.to_be_bytes()))
-        .unwrap();
+    e.delete_range("log", &0u64.to_be_bytes(), Some(&5u64.to_be_bytes())).unwrap();
     e.flush().unwrap();
     e.crash(0);
     assert_eq!(keys(&e, "log").len(), 5, "flushed range delete stays");
@@ -151,9 +134,7 @@ fn torn_tail_keeps_batches_whole() {
             e.write("t", batch).unwrap();
         }
         e.crash(keep);
-        let want: Vec<Vec<u8>> = (0..keep as u8)
-            .flat_map(|n| [vec![n, 0], vec![n, 1]])
-            .collect();
+        let want: Vec<Vec<u8>> = (0..keep as u8).flat_map(|n| [vec![n, 0], vec![n, 1]]).collect();
         assert_eq!(keys(&e, "t"), want, "keep {keep} batches, each whole");
     }
 }

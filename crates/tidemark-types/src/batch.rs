@@ -350,7 +350,10 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         assert!(matches!(BatchHeader::validate(&bad, &BatchLimits::default()), Err(BatchError::CrcMismatch { .. })));
-        assert!(matches!(BatchHeader::validate(&bytes[..10], &BatchLimits::default()), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            BatchHeader::validate(&bytes[..10], &BatchLimits::default()),
+            Err(BatchError::Truncated { .. })
+        ));
         let mut cut = bytes[..bytes.len() - 2].to_vec();
         let crc = crc32c::crc32c(&cut[5..]);
         cut[1..5].copy_from_slice(&crc.to_le_bytes());

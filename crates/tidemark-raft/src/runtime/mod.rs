@@ -93,18 +93,12 @@ impl AsyncRuntime for TidemarkRuntime {
     }
 
     #[inline]
-    fn timeout<R, F: Future<Output = R> + OptionalSend>(
-        duration: Duration,
-        future: F,
-    ) -> Self::Timeout<R, F> {
+    fn timeout<R, F: Future<Output = R> + OptionalSend>(duration: Duration, future: F) -> Self::Timeout<R, F> {
         Timeout::new(future, tokio::time::sleep(duration))
     }
 
     #[inline]
-    fn timeout_at<R, F: Future<Output = R> + OptionalSend>(
-        deadline: Self::Instant,
-        future: F,
-    ) -> Self::Timeout<R, F> {
+    fn timeout_at<R, F: Future<Output = R> + OptionalSend>(deadline: Self::Instant, future: F) -> Self::Timeout<R, F> {
         Timeout::new(future, tokio::time::sleep_until(deadline.into_inner()))
     }
 

@@ -119,10 +119,7 @@ async fn watch_send_changed_borrow() {
 
     // The change was consumed, so the next `changed` waits for a new send.
     let pending = Rt::timeout(MS_10, rx.changed()).await;
-    assert!(
-        pending.is_err(),
-        "changed() must wait after the value was seen"
-    );
+    assert!(pending.is_err(), "changed() must wait after the value was seen");
 
     assert!(tx.send_if_modified(|v| {
         *v += 10;

@@ -71,10 +71,7 @@ impl<T> Shared<T> {
 
     fn new_receiver(self: &Arc<Self>, seen: u64) -> TidemarkWatchReceiver<T> {
         self.receivers.fetch_add(1, SeqCst);
-        TidemarkWatchReceiver {
-            shared: Arc::clone(self),
-            seen,
-        }
+        TidemarkWatchReceiver { shared: Arc::clone(self), seen }
     }
 }
 
@@ -114,9 +111,7 @@ impl Watch for TidemarkWatch {
 impl<T> Clone for TidemarkWatchSender<T> {
     fn clone(&self) -> Self {
         self.shared.senders.fetch_add(1, SeqCst);
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
+        Self { shared: Arc::clone(&self.shared) }
     }
 }
 

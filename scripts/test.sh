@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every Tidemark test: the workspace on tokio (unit, conformance, in-process and
+# real-process cluster tests), then the deterministic simulation under madsim.
+# Usage: ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+plain_target="${CARGO_TARGET_DIR:-target}"
+# The madsim build must not share a target dir with the plain one, or each rebuilds the other.
+sim_target="${TIDEMARK_SIM_TARGET_DIR:-$plain_target/sim}"
+
+echo "== tests on tokio (target: $plain_target)"
+CARGO_TARGET_DIR="$plain_target" cargo test --workspace --locked
+
+echo "== deterministic simulation under madsim (target: $sim_target)"
+RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR="$sim_target" \
+  cargo test --locked -p tidemark-simulation -p tidemark-storage -p tidemark-raft
