@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: free ports, in-process clusters over real
 //! gRPC on 127.0.0.1, and raw wire clients.
 
+pub mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 

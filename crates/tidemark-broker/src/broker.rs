@@ -201,8 +201,17 @@ impl Broker {
     /// Like [`Self::replica`], but only if this node currently leads the partition.
     pub fn leader_replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
         let r = self.replica(topic, partition)?;
-        let leader = r.raft.metrics().borrow_watched().current_leader;
+        let (leader, caught_up) = {
+            let m = r.raft.metrics().borrow_watched().clone();
+            // A new leader knows everything committed only once it has applied an entry
+            // of its own term; until then its offsets could be stale, so reads wait.
+            let caught_up = m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
+            (m.current_leader, caught_up)
+        };
         if leader == Some(self.cfg.node_id) {
+            if !caught_up {
+                return Err(BrokerError::Unavailable(format!("{topic}/{partition}: the new leader is catching up")));
+            }
             return Ok(r);
         }
         let hint = leader.and_then(|id| Some((id, self.node_addr(id)?)));

@@ -1,0 +1,84 @@
+//! Real `tidemark serve` processes on 127.0.0.1, each with its own sled data dir, that a
+//! test can `kill -9` and restart. Every child is killed when the cluster is dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::free_ports;
+
+/// The `tidemark` binary cargo built next to this test executable.
+pub fn tidemark_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("tidemark");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tidemark-cli` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct ProcessCluster {
+    pub dir: tempfile::TempDir,
+    pub addrs: Vec<String>,
+    children: Vec<Option<Child>>,
+    peers: String,
+}
+
+impl ProcessCluster {
+    pub fn start(n: usize) -> anyhow::Result<ProcessCluster> {
+        let addrs: Vec<String> = free_ports(n).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut c = ProcessCluster { dir: tempfile::tempdir()?, addrs, children: Vec::new(), peers };
+        for i in 0..n {
+            let child = c.spawn(i)?;
+            c.children.push(Some(child));
+        }
+        Ok(c)
+    }
+
+    fn spawn(&self, i: usize) -> anyhow::Result<Child> {
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", i + 1)))?;
+        let child = Command::new(tidemark_binary())
+            .args(["serve", "--id", &(i + 1).to_string(), "--listen", &self.addrs[i], "--peers", &self.peers])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("node-{}", i + 1)))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(child)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addrs.join(",")
+    }
+
+    /// SIGKILL: no clean shutdown, no final flush.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill9(i);
+        self.children[i] = Some(self.spawn(i)?);
+        Ok(())
+    }
+
+    /// The node's log, for failure messages.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{}.log", i + 1))).unwrap_or_default()
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+    }
+}
