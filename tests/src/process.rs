@@ -44,7 +44,7 @@ impl ProcessCluster {
             .args(["serve", "--id", &(i + 1).to_string(), "--listen", &self.addrs[i], "--peers", &self.peers])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("node-{}", i + 1)))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("TIDEMARK_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -79,6 +79,19 @@ impl Drop for ProcessCluster {
     fn drop(&mut self) {
         for i in 0..self.children.len() {
             self.kill9(i);
+        }
+        if std::thread::panicking() {
+            for i in 0..self.children.len() {
+                let log = self.log(i);
+                for line in log.lines().filter(|l| l.contains("panicked")).take(5) {
+                    eprintln!("node {}: {line}", i + 1);
+                }
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                eprintln!("--- node {} log (last lines) ---", i + 1);
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }

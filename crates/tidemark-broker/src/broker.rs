@@ -9,11 +9,12 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{BasicNode, Instant as _};
 use tidemark_raft::{GroupContext, GroupRegistry, PeerPool, Raft, RaftTiming};
 use tidemark_storage::SharedEngine;
@@ -41,6 +42,8 @@ pub struct Replica {
     pub replicas: Vec<NodeId>,
     pub raft: Raft,
     pub shared: Arc<PartitionShared>,
+    /// The term in which this node last confirmed it may serve reads (0: never).
+    pub read_term: AtomicU64,
 }
 
 pub struct Broker {
@@ -201,21 +204,42 @@ impl Broker {
     /// Like [`Self::replica`], but only if this node currently leads the partition.
     pub fn leader_replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
         let r = self.replica(topic, partition)?;
-        let (leader, caught_up) = {
+        let (leader, is_leader) = {
             let m = r.raft.metrics().borrow_watched().clone();
-            // A new leader knows everything committed only once it has applied an entry
-            // of its own term; until then its offsets could be stale, so reads wait.
-            let caught_up = m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
-            (m.current_leader, caught_up)
+            (m.current_leader, m.state == openraft::ServerState::Leader)
         };
-        if leader == Some(self.cfg.node_id) {
-            if !caught_up {
-                return Err(BrokerError::Unavailable(format!("{topic}/{partition}: the new leader is catching up")));
-            }
+        if is_leader && leader == Some(self.cfg.node_id) {
             return Ok(r);
         }
-        let hint = leader.and_then(|id| Some((id, self.node_addr(id)?)));
+        let hint = leader.filter(|id| *id != self.cfg.node_id).and_then(|id| Some((id, self.node_addr(id)?)));
         Err(BrokerError::NotLeader { what: format!("{topic}/{partition}"), leader: hint })
+    }
+
+    /// The leader replica, ready to serve reads: the first read of each term confirms
+    /// leadership with a quorum (ReadIndex) and waits until everything committed before
+    /// it is applied. A new or restarted leader may otherwise answer with stale offsets.
+    pub async fn read_replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
+        let r = self.leader_replica(topic, partition)?;
+        let term = r.raft.metrics().borrow_watched().current_term;
+        if r.read_term.load(Ordering::Acquire) == term {
+            return Ok(r);
+        }
+        let what = format!("{topic}/{partition}");
+        let wait = Duration::from_millis(self.cfg.timing.election_max_ms * 2);
+        match tokio::time::timeout(wait, r.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex)).await {
+            Ok(Ok(_)) => {
+                r.read_term.store(term, Ordering::Release);
+                Ok(r)
+            }
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
+                let leader = f.leader_id.and_then(|id| Some((id, self.node_addr(id)?)));
+                Err(BrokerError::NotLeader { what, leader })
+            }
+            Ok(Err(e)) => Err(BrokerError::Unavailable(format!("{what}: {e}"))),
+            Err(_) => {
+                Err(BrokerError::Unavailable(format!("{what}: the leader could not confirm its leadership in time")))
+            }
+        }
     }
 
     /// Maps a failed Raft write to what the client should do.

@@ -50,7 +50,7 @@ impl Broker {
         max_bytes: usize,
         max_wait: Duration,
     ) -> Result<FetchResult> {
-        let replica = self.leader_replica(topic, partition)?;
+        let replica = self.read_replica(topic, partition).await?;
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let seen = replica.shared.applied.version();
@@ -115,13 +115,13 @@ impl Broker {
 
     /// Resolves earliest / latest / a timestamp to an offset on the partition leader.
     /// Returns (offset, log start, log end).
-    pub fn list_offsets(
+    pub async fn list_offsets(
         &self,
         topic: &str,
         partition: PartitionId,
         spec: OffsetSpec,
     ) -> Result<(Offset, Offset, Offset)> {
-        let replica = self.leader_replica(topic, partition)?;
+        let replica = self.read_replica(topic, partition).await?;
         let st = replica.shared.read();
         let offset = match spec {
             OffsetSpec::Earliest => st.log_start_offset,

@@ -3,8 +3,12 @@
 //! fetches read committed entries straight from here.
 //!
 //! Keys: tree `raft_log`, `group (u64 BE) ++ index (u64 BE)` so one group's entries are
-//! contiguous and ordered; tree `raft_state`, `group ++ tag` for the vote, the committed
-//! log id and the last purged log id.
+//! contiguous and ordered; tree `raft_state`, `group ++ tag` for the vote and the last
+//! purged log id.
+//!
+//! The committed log id is deliberately not persisted: a restarted node learns it again
+//! from a quorum before applying anything. Persisting it lazily let a node restart with
+//! a commit point its (fsynced) log did not match, which openraft rejects.
 
 use std::fmt::Debug;
 use std::io;
@@ -24,7 +28,6 @@ use crate::types::{Entry, LogId, TypeConfig, Vote};
 pub const LOG_TREE: &str = "raft_log";
 pub const STATE_TREE: &str = "raft_state";
 const VOTE: u8 = b'v';
-const COMMITTED: u8 = b'c';
 const PURGED: u8 = b'p';
 
 fn log_key(group: GroupId, index: u64) -> [u8; 16] {
@@ -73,7 +76,7 @@ pub fn read_entries(
 pub fn delete_group(engine: &SharedEngine, group: GroupId) -> Result<(), StorageError> {
     engine.delete_range(LOG_TREE, &log_key(group, 0), Some(&log_key(group, u64::MAX)))?;
     let mut b = WriteBatch::new();
-    for tag in [VOTE, COMMITTED, PURGED] {
+    for tag in [VOTE, PURGED] {
         b.delete(state_key(group, tag).to_vec());
     }
     engine.write(STATE_TREE, b)
@@ -157,14 +160,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         self.write_state(VOTE, vote)?;
         self.flusher.flush().await.map_err(io_err)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        self.write_state(COMMITTED, &committed)
-    }
-
-    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self.read_state::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>

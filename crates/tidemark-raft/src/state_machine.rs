@@ -2,8 +2,8 @@
 //!
 //! The state machine holds only small state (topic metadata, or a partition's offset
 //! index and producer table); the data stays in the log. It lives in memory and is
-//! rebuilt on start by re-applying the committed log, which openraft does because the
-//! log store persists the committed log id. Snapshots carry the same small state.
+//! rebuilt after a restart by re-applying the log once the node learns the commit point
+//! from its group. Snapshots carry the same small state.
 
 use std::io;
 

@@ -68,7 +68,7 @@ impl Tidemark for ClientApi {
         let req = request.into_inner();
         let (max_bytes, _) = fetch_limits(&req);
         // Fail fast (NotLeader, unknown topic) before the stream starts.
-        self.broker.leader_replica(&req.topic, req.partition).map_err(to_status)?;
+        self.broker.read_replica(&req.topic, req.partition).await.map_err(to_status)?;
         let broker = self.broker.clone();
         let state = Some((broker, req.offset));
         let stream = futures::stream::unfold(state, move |state| {
@@ -101,7 +101,8 @@ impl Tidemark for ClientApi {
             Some(Spec::Latest(_)) | None => OffsetSpec::Latest,
             Some(Spec::TimestampMs(ts)) => OffsetSpec::Timestamp(ts),
         };
-        let (offset, start, end) = self.broker.list_offsets(&req.topic, req.partition, spec).map_err(to_status)?;
+        let (offset, start, end) =
+            self.broker.list_offsets(&req.topic, req.partition, spec).await.map_err(to_status)?;
         let leader = self.broker.node_id();
         Ok(Response::new(ListOffsetsResponse { offset, log_start_offset: start, log_end_offset: end, leader }))
     }

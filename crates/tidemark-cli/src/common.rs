@@ -1,0 +1,67 @@
+//! What every client command shares: where the cluster is, and how to print.
+
+use std::io::Write;
+
+use anyhow::Context;
+use tidemark_client::{Client, ClientConfig};
+
+/// Where to find the cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Any live node(s) of the cluster, HOST:PORT[,HOST:PORT...]. One is enough: the
+    /// rest of the cluster is discovered from it.
+    #[arg(long, env = "TIDEMARK_BOOTSTRAP", default_value = "127.0.0.1:9092", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+}
+
+impl ClientArgs {
+    /// A client for the bootstrap nodes (no I/O until the first request).
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let bootstrap: Vec<String> =
+            self.bootstrap.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        Client::new(ClientConfig::new(bootstrap)).context("bad --bootstrap (or TIDEMARK_BOOTSTRAP)")
+    }
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people: aligned tables and sentences.
+    #[default]
+    Text,
+    /// For scripts: JSON (one object per line where a command prints many).
+    Json,
+}
+
+/// Prints one JSON value as a line on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Prints rows as a table with left-aligned columns sized to their widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// Node ids for people: `1,2,3`.
+pub fn id_list(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}

@@ -1,0 +1,251 @@
+//! `tidemark topic create | list | describe | delete`.
+
+use anyhow::Context;
+use serde::Serialize;
+use tidemark_client::{Admin, TopicDescription};
+
+use crate::common::{id_list, print_json, print_table, ClientArgs, Format};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic with P partitions, each replicated on R nodes.
+    #[command(after_help = "Examples:\n  \
+        tidemark topic create orders --partitions 3 --replication-factor 3\n  \
+        tidemark topic create audit --partitions 1 --retention-ms 604800000   # keep 7 days\n\n\
+        Returns once every partition has elected a leader, so you can produce right away.")]
+    Create(CreateArgs),
+    /// List the topics, one name per line.
+    #[command(after_help = "Examples:\n  tidemark topic list\n  tidemark topic list --format json")]
+    List(ListArgs),
+    /// Show a topic's partitions: leader, replicas, log start and end offsets.
+    #[command(after_help = "Examples:\n  \
+        tidemark topic describe orders\n  \
+        tidemark topic describe orders --format json\n\n\
+        JSON: {\"name\":..,\"partitions\":[{\"partition\":0,\"leader\":1,\"replicas\":[1,2,3],\
+        \"log_start_offset\":0,\"log_end_offset\":N}]}\n\
+        A leader of 0 means the partition is electing one right now.")]
+    Describe(DescribeArgs),
+    /// Delete a topic and all its records.
+    #[command(after_help = "Example:\n  tidemark topic delete orders")]
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The topic's name: 1-249 of ASCII letters, digits, '.', '_' and '-'.
+    pub name: String,
+    /// How many partitions (the unit of parallelism and ordering).
+    #[arg(long, short = 'p', default_value_t = 1)]
+    pub partitions: u32,
+    /// On how many nodes each partition is kept [default: 3, or the number of live nodes if fewer].
+    #[arg(long, short = 'r')]
+    pub replication_factor: Option<u32>,
+    /// Delete records older than this many milliseconds (0: keep forever).
+    #[arg(long, default_value_t = 0)]
+    pub retention_ms: i64,
+    /// Delete the oldest records when a partition holds more than this many bytes (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub retention_bytes: u64,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    pub name: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    pub name: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
+    match cmd {
+        TopicCommand::Create(a) => create(a).await,
+        TopicCommand::List(a) => list(a).await,
+        TopicCommand::Describe(a) => describe(a).await,
+        TopicCommand::Delete(a) => delete(a).await,
+    }
+}
+
+async fn create(a: CreateArgs) -> anyhow::Result<()> {
+    let admin = a.client.client()?.admin();
+    let rf = match a.replication_factor {
+        Some(rf) => rf,
+        None => default_replication_factor(&admin).await?,
+    };
+    let d = admin
+        .create_topic(&a.name, a.partitions, rf, a.retention_ms, a.retention_bytes)
+        .await
+        .with_context(|| format!("could not create topic {:?}", a.name))?;
+    match a.format {
+        Format::Json => print_json(&DescribeJson::from(&d)),
+        Format::Text => {
+            println!("Created topic {:?}: {} partition(s), replication factor {}.", d.name, d.partitions.len(), rf);
+            print_partitions(&d)
+        }
+    }
+}
+
+/// Three copies, as Kafka and Redpanda recommend, unless fewer nodes are alive (a one-node
+/// dev cluster must still be able to create topics without extra flags).
+async fn default_replication_factor(admin: &Admin) -> anyhow::Result<u32> {
+    let status = admin.cluster_status().await.context("could not read the cluster's size")?;
+    let alive = status.nodes.iter().filter(|n| n.alive).count() as u32;
+    Ok(alive.clamp(1, 3))
+}
+
+async fn list(a: ListArgs) -> anyhow::Result<()> {
+    let names = a.client.client()?.admin().list_topics().await.context("could not list topics")?;
+    match a.format {
+        Format::Json => print_json(&serde_json::json!({ "topics": names })),
+        Format::Text => {
+            if names.is_empty() {
+                eprintln!("No topics yet. Create one with: tidemark topic create NAME --partitions 3");
+            }
+            for n in names {
+                println!("{n}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
+    let d = a
+        .client
+        .client()?
+        .admin()
+        .describe_topic(&a.name)
+        .await
+        .with_context(|| format!("could not describe topic {:?}", a.name))?;
+    match a.format {
+        Format::Json => print_json(&DescribeJson::from(&d)),
+        Format::Text => {
+            let retention = match (d.retention_ms, d.retention_bytes) {
+                (0, 0) => "forever".to_string(),
+                (ms, 0) => format!("{ms} ms"),
+                (0, b) => format!("{b} bytes per partition"),
+                (ms, b) => format!("{ms} ms or {b} bytes per partition"),
+            };
+            println!(
+                "Topic {:?}: {} partition(s), replication factor {}, retention {}.",
+                d.name,
+                d.partitions.len(),
+                d.replication_factor,
+                retention
+            );
+            print_partitions(&d)
+        }
+    }
+}
+
+async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let admin = a.client.client()?.admin();
+    admin.delete_topic(&a.name).await.with_context(|| format!("could not delete topic {:?}", a.name))?;
+    match a.format {
+        Format::Json => print_json(&serde_json::json!({ "deleted": a.name })),
+        Format::Text => {
+            println!("Deleted topic {:?}.", a.name);
+            Ok(())
+        }
+    }
+}
+
+fn print_partitions(d: &TopicDescription) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = d
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.partition.to_string(),
+                p.leader.map_or("(electing)".to_string(), |l| l.to_string()),
+                id_list(&p.replicas),
+                p.log_start_offset.to_string(),
+                p.log_end_offset.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["PARTITION", "LEADER", "REPLICAS", "LOG START", "LOG END"], &rows)
+}
+
+/// The `topic describe --format json` shape (a stable contract: add, never rename).
+#[derive(Serialize)]
+struct DescribeJson<'a> {
+    name: &'a str,
+    partitions: Vec<PartitionJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct PartitionJson<'a> {
+    partition: u32,
+    /// 0 while the partition has no leader.
+    leader: u64,
+    replicas: &'a [u64],
+    log_start_offset: u64,
+    log_end_offset: u64,
+}
+
+impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
+    fn from(d: &'a TopicDescription) -> Self {
+        let partitions = d
+            .partitions
+            .iter()
+            .map(|p| PartitionJson {
+                partition: p.partition,
+                leader: p.leader.unwrap_or(0),
+                replicas: &p.replicas,
+                log_start_offset: p.log_start_offset,
+                log_end_offset: p.log_end_offset,
+            })
+            .collect();
+        DescribeJson { name: &d.name, partitions }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidemark_client::PartitionDescription;
+
+    #[test]
+    fn describe_json_has_the_contract_shape() {
+        let d = TopicDescription {
+            name: "orders".into(),
+            partitions: vec![PartitionDescription {
+                partition: 0,
+                leader: Some(1),
+                replicas: vec![1, 2, 3],
+                log_start_offset: 0,
+                log_end_offset: 42,
+            }],
+            replication_factor: 3,
+            retention_ms: 0,
+            retention_bytes: 0,
+        };
+        let json = serde_json::to_string(&DescribeJson::from(&d)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42}]}"#
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! [`Client`]: the shared core behind [`Admin`], [`Producer`] and [`Consumer`] — the
+//! config, one channel per node and the metadata cache. Cloning it is cheap and shares
+//! all three, so every producer, consumer and admin made from one client reuses the same
+//! connections and the same view of the cluster.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tidemark_proto::v1::{self, tidemark_client::TidemarkClient};
+use tidemark_types::{NodeId, PartitionId};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::admin::Admin;
+use crate::backoff::Backoff;
+use crate::config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition};
+use crate::connections::Connections;
+use crate::consumer::Consumer;
+use crate::error::{ClientError, Result};
+use crate::metadata::MetadataState;
+use crate::producer::Producer;
+
+/// A handle on a Tidemark cluster. Creating one does no I/O.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    connections: Connections,
+    metadata: Mutex<MetadataState>,
+    /// Serialises refreshes so a burst of NotLeader answers costs one Metadata RPC.
+    refresh_lock: tokio::sync::Mutex<()>,
+    /// Whether any node ever answered: until one does, connection errors probably mean
+    /// a wrong address rather than a node that is restarting.
+    reached: AtomicBool,
+}
+
+impl Client {
+    /// Checks the config; connects lazily on first use.
+    pub fn new(config: ClientConfig) -> Result<Client> {
+        config.validate()?;
+        let connections = Connections::new(config.connect_timeout);
+        let inner = Inner {
+            config,
+            connections,
+            metadata: Mutex::new(MetadataState::default()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            reached: AtomicBool::new(false),
+        };
+        Ok(Client { inner: Arc::new(inner) })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin::from_client(self.clone())
+    }
+
+    /// A producer sharing this client's connections. Must be called inside the runtime
+    /// (it spawns the producer's background tasks).
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer> {
+        Producer::new(self.clone(), config)
+    }
+
+    /// A consumer of `partitions` of `topic` (all of them when `None`) from `start`.
+    pub async fn consumer(
+        &self,
+        topic: &str,
+        partitions: Option<Vec<PartitionId>>,
+        start: StartPosition,
+        config: ConsumerConfig,
+    ) -> Result<Consumer> {
+        Consumer::new(self.clone(), topic, partitions, start, config).await
+    }
+
+    /// The number of partitions of `topic`. A topic the cluster does not know is waited
+    /// for up to `unknown_topic_timeout` (it may have just been created); a cluster that
+    /// cannot be reached, up to `operation_timeout`.
+    pub async fn partition_count(&self, topic: &str) -> Result<u32> {
+        let cfg = &self.inner.config;
+        let start = Instant::now();
+        let mut backoff = self.backoff(0);
+        loop {
+            if let Some(n) = self.metadata().partition_count(topic) {
+                return Ok(n);
+            }
+            match self.refresh_metadata().await {
+                Ok(()) => {
+                    if let Some(n) = self.metadata().partition_count(topic) {
+                        return Ok(n);
+                    }
+                    if start.elapsed() >= cfg.unknown_topic_timeout {
+                        return Err(unknown_topic(topic));
+                    }
+                }
+                Err(e) => {
+                    let elapsed = start.elapsed();
+                    if !e.is_retriable() || self.unreachable_for_too_long(start, &e) {
+                        return Err(e);
+                    }
+                    if elapsed >= cfg.operation_timeout {
+                        return Err(ClientError::timeout("reading the cluster's metadata", elapsed, Some(e)));
+                    }
+                }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Fetches fresh metadata from the best node that answers. Concurrent callers share
+    /// one RPC: whoever waited on the lock while another refreshed returns at once.
+    pub async fn refresh_metadata(&self) -> Result<()> {
+        let seen = self.metadata().generation;
+        let _guard = self.inner.refresh_lock.lock().await;
+        if self.metadata().generation != seen {
+            return Ok(());
+        }
+        let candidates = self.metadata().admin_candidates(&self.inner.config.bootstrap);
+        let mut last = None;
+        for addr in candidates {
+            let res = self
+                .rpc(&addr, self.inner.config.request_timeout, |ch| async move {
+                    TidemarkClient::new(ch).metadata(v1::MetadataRequest { topics: vec![] }).await
+                })
+                .await;
+            match res {
+                Ok(resp) => {
+                    self.metadata().apply(&resp, Instant::now());
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "metadata request failed; trying the next node");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::InvalidArgument("no node address to ask for metadata".into())))
+    }
+
+    /// One RPC attempt to `addr`: reuses the node's channel, bounds the attempt by
+    /// `timeout` and turns failures into [`ClientError`]s that name the address.
+    pub(crate) async fn rpc<T, F, Fut>(&self, addr: &str, timeout: Duration, call: F) -> Result<T>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let channel = self.inner.connections.channel(addr)?;
+        let res = match tokio::time::timeout(timeout, call(channel)).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(status)) => Err(ClientError::from_status(&status, addr)),
+            Err(_) => Err(ClientError::timeout(format!("request to {addr}"), timeout, None)),
+        };
+        if !matches!(res, Err(ClientError::Transport { .. } | ClientError::Timeout { .. })) {
+            self.inner.reached.store(true, Ordering::Relaxed);
+        }
+        res
+    }
+
+    /// Whether a retry loop that started at `start` should stop on `err` now because no
+    /// node has ever answered and `bootstrap_timeout` has passed: the address is probably
+    /// wrong, and the connection error says so better than a long wait would.
+    pub(crate) fn unreachable_for_too_long(&self, start: Instant, err: &ClientError) -> bool {
+        matches!(err, ClientError::Transport { .. } | ClientError::Timeout { .. })
+            && !self.inner.reached.load(Ordering::Relaxed)
+            && start.elapsed() >= self.inner.config.bootstrap_timeout
+    }
+
+    /// A data-plane client for `channel`, with message limits large enough for batches.
+    pub(crate) fn data_client(&self, channel: Channel) -> TidemarkClient<Channel> {
+        let max = self.inner.config.max_message_bytes;
+        TidemarkClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+
+    /// Where to send a request for `topic/partition` (see `MetadataState::partition_target`).
+    pub(crate) fn partition_target(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        attempt: u32,
+    ) -> Option<(Option<NodeId>, String)> {
+        self.metadata().partition_target(topic, partition, attempt)
+    }
+
+    /// Like `partition_target`, refreshing the metadata first if the partition is not in it.
+    pub(crate) async fn resolve_partition_target(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        attempt: u32,
+    ) -> Result<(Option<NodeId>, String)> {
+        if let Some(t) = self.partition_target(topic, partition, attempt) {
+            return Ok(t);
+        }
+        self.refresh_metadata().await?;
+        self.partition_target(topic, partition, attempt).ok_or_else(|| ClientError::Server {
+            code: tidemark_types::ErrorCode::UnknownTopic,
+            message: format!("the cluster's metadata has no partition {partition} of topic {topic:?}"),
+            leader: None,
+        })
+    }
+
+    /// Learns from a failed partition request: follows a NotLeader hint, or forgets the
+    /// leader that failed so the next attempt looks elsewhere. Returns whether the
+    /// metadata should be refreshed before the next attempt.
+    pub(crate) fn note_partition_error(&self, topic: &str, partition: PartitionId, err: &ClientError) -> bool {
+        let mut md = self.metadata();
+        if let Some((id, addr)) = err.leader_hint() {
+            md.apply_leader_hint(topic, partition, id, addr);
+            return false;
+        }
+        if err.invalidates_metadata() {
+            md.forget_leader(topic, partition);
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn metadata(&self) -> MutexGuard<'_, MetadataState> {
+        self.inner.metadata.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A backoff with the client's settings; `salt` spreads retries of different callers.
+    pub(crate) fn backoff(&self, salt: u64) -> Backoff {
+        Backoff::new(self.inner.config.retry_backoff, self.inner.config.retry_backoff_max, salt)
+    }
+}
+
+pub(crate) fn unknown_topic(topic: &str) -> ClientError {
+    ClientError::Server {
+        code: tidemark_types::ErrorCode::UnknownTopic,
+        message: format!("topic {topic:?} does not exist (create it with `tidemark topic create {topic}`)"),
+        leader: None,
+    }
+}
