@@ -13,5 +13,9 @@ echo "== tests on tokio (target: $plain_target)"
 CARGO_TARGET_DIR="$plain_target" cargo test --workspace --locked
 
 echo "== deterministic simulation under madsim (target: $sim_target)"
-RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR="$sim_target" \
-  cargo test --locked -p tidemark-simulation -p tidemark-storage -p tidemark-raft
+export RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR="$sim_target"
+# Each simulation test runs this many seeds (override with MADSIM_TEST_NUM).
+MADSIM_TEST_NUM="${MADSIM_TEST_NUM:-20}" cargo test --locked -p tidemark-simulation -p tidemark-storage -p tidemark-raft
+
+echo "== determinism: one seed run twice must replay identically"
+MADSIM_TEST_SEED=1 MADSIM_TEST_CHECK_DETERMINISM=1 cargo test --locked -p tidemark-simulation --test smoke
