@@ -90,7 +90,7 @@ async fn main() -> ExitCode {
 /// stay quiet unless something is wrong (warn), so their stdout/stderr stay readable.
 fn init_logging(command: &Command) {
     let default = match command {
-        Command::Serve(_) | Command::Dev(_) => "info",
+        Command::Serve(_) | Command::Dev(_) => "info,openraft=warn",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
