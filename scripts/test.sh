@@ -10,6 +10,8 @@ plain_target="${CARGO_TARGET_DIR:-target}"
 sim_target="${TIDEMARK_SIM_TARGET_DIR:-$plain_target/sim}"
 
 echo "== tests on tokio (target: $plain_target)"
+# The real-process tests run the `tidemark` binary, which cargo test does not build.
+CARGO_TARGET_DIR="$plain_target" cargo build --locked -p tidemark-cli
 CARGO_TARGET_DIR="$plain_target" cargo test --workspace --locked
 
 echo "== deterministic simulation under madsim (target: $sim_target)"
