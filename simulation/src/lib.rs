@@ -6,6 +6,4 @@
 
 #[cfg(madsim)]
 pub mod harness;
-#[cfg(madsim)]
-pub mod wire;
 pub mod workload;

@@ -21,8 +21,8 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 /// A cluster of in-process nodes on memory engines.
 pub struct InProcessCluster {
     pub addrs: Vec<String>,
-    pub nodes: Vec<Option<(Node, tokio::sync::oneshot::Sender<()>)>>,
-    pub engines: Vec<MemoryEngine>,
+    /// Each node with the sender that stops it (dropping it stops the node too).
+    pub nodes: Vec<(Node, tokio::sync::oneshot::Sender<()>)>,
     peers: String,
 }
 
@@ -34,11 +34,10 @@ impl InProcessCluster {
         }
         let addrs: Vec<String> = free_ports(n).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
-        let engines: Vec<MemoryEngine> = (0..n).map(|_| MemoryEngine::new()).collect();
-        let mut c = InProcessCluster { addrs, nodes: Vec::new(), engines, peers };
+        let mut c = InProcessCluster { addrs, nodes: Vec::new(), peers };
         for i in 0..n {
             let node = c.start_node(i).await?;
-            c.nodes.push(Some(node));
+            c.nodes.push(node);
         }
         Ok(c)
     }
@@ -51,7 +50,7 @@ impl InProcessCluster {
             ..NodeConfig::default()
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let node = Node::start(config, Arc::new(self.engines[i].clone()), async move {
+        let node = Node::start(config, Arc::new(MemoryEngine::new()), async move {
             let _ = rx.await;
         })
         .await?;
@@ -62,16 +61,16 @@ impl InProcessCluster {
         self.addrs.join(",")
     }
 
-    pub async fn channel(&self, i: usize) -> Channel {
+    pub fn channel(&self, i: usize) -> Channel {
         tonic::transport::Endpoint::from_shared(format!("http://{}", self.addrs[i])).expect("uri").connect_lazy()
     }
 
-    pub async fn admin(&self, i: usize) -> AdminClient<Channel> {
-        AdminClient::new(self.channel(i).await)
+    pub fn admin(&self, i: usize) -> AdminClient<Channel> {
+        AdminClient::new(self.channel(i))
     }
 
-    pub async fn data(&self, i: usize) -> TidemarkClient<Channel> {
-        TidemarkClient::new(self.channel(i).await)
+    pub fn data(&self, i: usize) -> TidemarkClient<Channel> {
+        TidemarkClient::new(self.channel(i))
     }
 
     /// Waits (bounded) until some node reports a metadata leader; returns its index.
@@ -79,10 +78,7 @@ impl InProcessCluster {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while tokio::time::Instant::now() < deadline {
             for i in 0..self.addrs.len() {
-                if self.nodes[i].is_none() {
-                    continue;
-                }
-                if let Ok(r) = self.admin(i).await.cluster_status(tidemark_proto::v1::ClusterStatusRequest {}).await {
+                if let Ok(r) = self.admin(i).cluster_status(tidemark_proto::v1::ClusterStatusRequest {}).await {
                     let leader = r.into_inner().metadata_leader;
                     if leader != 0 {
                         return Ok(leader as usize - 1);
@@ -92,20 +88,5 @@ impl InProcessCluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("no metadata leader within 20 s")
-    }
-
-    /// Stops node `i` abruptly: its unsynced writes are lost, as in a power cut.
-    pub async fn kill(&mut self, i: usize) {
-        if let Some((node, tx)) = self.nodes[i].take() {
-            let _ = tx.send(());
-            let _ = node.wait().await;
-            self.engines[i].crash(0);
-        }
-    }
-
-    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        let node = self.start_node(i).await?;
-        self.nodes[i] = Some(node);
-        Ok(())
     }
 }

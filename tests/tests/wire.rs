@@ -26,7 +26,7 @@ async fn create(c: &InProcessCluster, name: &str, partitions: u32, rf: u32) -> T
     for _ in 0..50 {
         let leader = c.metadata_leader().await.unwrap();
         let req = CreateTopicRequest { name: name.into(), partitions, replication_factor: rf, config: None };
-        match c.admin(leader).await.create_topic(req).await {
+        match c.admin(leader).create_topic(req).await {
             Ok(r) => return r.into_inner().topic.unwrap(),
             Err(s) if code_of(&s) == Some(ErrorCode::NotLeader) => tokio::time::sleep(Duration::from_millis(100)).await,
             Err(s) => panic!("create {name}: {s:?}"),
@@ -40,7 +40,7 @@ async fn produce(c: &InProcessCluster, topic: &str, partition: u32, b: Bytes) ->
     let mut target = 0usize;
     for _ in 0..100 {
         let req = ProduceRequest { topic: topic.into(), partition, batch: b.clone() };
-        match c.data(target).await.produce(req).await {
+        match c.data(target).produce(req).await {
             Ok(r) => return r.into_inner(),
             Err(s) => {
                 match leader_of(&s) {
@@ -67,7 +67,7 @@ async fn produce_and_fetch_dense_offsets() {
     let mut values = Vec::new();
     for i in 0..3 {
         let req = FetchRequest { topic: "orders".into(), partition: 0, offset: 1, max_bytes: 0, max_wait_ms: 0 };
-        if let Ok(r) = c.data(i).await.fetch(req).await {
+        if let Ok(r) = c.data(i).fetch(req).await {
             let r = r.into_inner();
             assert_eq!(r.log_end_offset, 4);
             for fb in r.batches {
@@ -84,7 +84,7 @@ async fn produce_and_fetch_dense_offsets() {
 async fn bad_input_gets_clear_errors() {
     let c = InProcessCluster::start(3).await.unwrap();
     let leader = c.metadata_leader().await.unwrap();
-    let mut admin = c.admin(leader).await;
+    let mut admin = c.admin(leader);
     let bad = CreateTopicRequest { name: "a/b".into(), partitions: 1, replication_factor: 1, config: None };
     let s = admin.create_topic(bad).await.unwrap_err();
     assert_eq!(code_of(&s), Some(ErrorCode::InvalidTopicName));
@@ -98,7 +98,7 @@ async fn bad_input_gets_clear_errors() {
         .await;
     assert_eq!(code_of(&s.unwrap_err()), Some(ErrorCode::TopicExists));
 
-    let mut data = c.data(0).await;
+    let mut data = c.data(0);
     let s =
         data.produce(ProduceRequest { topic: "nope".into(), partition: 0, batch: batch(&["x"]) }).await.unwrap_err();
     assert_eq!(code_of(&s), Some(ErrorCode::UnknownTopic));
@@ -115,7 +115,7 @@ async fn bad_input_gets_clear_errors() {
         let mut seen_corrupt = false;
         for i in 0..3 {
             let req = ProduceRequest { topic: "t".into(), partition: 0, batch: garbage.clone() };
-            if let Err(s) = c.data(i).await.produce(req).await {
+            if let Err(s) = c.data(i).produce(req).await {
                 seen_corrupt |= code_of(&s) == Some(ErrorCode::CorruptBatch);
             }
         }

@@ -36,10 +36,7 @@ pub struct BrokerConfig {
 
 /// One partition replica hosted on this node.
 pub struct Replica {
-    pub topic: String,
-    pub partition: PartitionId,
     pub group: GroupId,
-    pub replicas: Vec<NodeId>,
     pub raft: Raft,
     pub shared: Arc<PartitionShared>,
     /// The term in which this node last confirmed it may serve reads (0: never).
@@ -110,10 +107,6 @@ impl Broker {
         self.ctx.pool.clone()
     }
 
-    pub fn limits(&self) -> BatchLimits {
-        self.cfg.limits
-    }
-
     /// Stops every group on this node (the data stays).
     pub async fn shutdown(&self) {
         let replicas: Vec<_> = self.replicas.write().unwrap_or_else(|e| e.into_inner()).drain().collect();
@@ -142,12 +135,11 @@ impl Broker {
     /// Nodes the metadata leader has heard from recently: itself, and every follower that
     /// answered a heartbeat within three election timeouts. `None` on a non-leader.
     pub fn live_nodes(&self) -> Option<Vec<NodeId>> {
-        let metrics = self.meta_raft.metrics().borrow_watched().clone();
-        let heartbeat = metrics.heartbeat.as_ref()?;
+        let heartbeat = self.meta_raft.metrics().borrow_watched().heartbeat.clone()?;
         let limit = Duration::from_millis(self.cfg.timing.election_max_ms * 3);
         let now = tidemark_raft::runtime::TidemarkInstant::now();
         let mut live = vec![self.cfg.node_id];
-        for (id, ack) in heartbeat {
+        for (id, ack) in &heartbeat {
             if *id != self.cfg.node_id
                 && ack
                     .as_ref()
@@ -180,24 +172,25 @@ impl Broker {
     /// The replica of `topic`/`partition` on this node, or the error a client should see:
     /// unknown topic or partition, or NotLeader pointing at a node that has a replica.
     pub fn replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
-        let meta = self.topic(topic)?;
-        if partition >= meta.partition_count() {
-            return Err(BrokerError::UnknownPartition {
-                topic: topic.into(),
-                partition,
-                count: meta.partition_count(),
-            });
-        }
-        let group = meta.group(partition);
+        // Resolve under the metadata read lock without cloning the topic: this runs on
+        // every produce and fetch.
+        let (group, preferred, hosted_here) = {
+            let state = self.meta.read();
+            let meta = state.topics.get(topic).ok_or_else(|| BrokerError::UnknownTopic { topic: topic.into() })?;
+            let Some(replicas) = meta.replicas.get(partition as usize) else {
+                let count = meta.partition_count();
+                return Err(BrokerError::UnknownPartition { topic: topic.into(), partition, count });
+            };
+            (meta.group(partition), replicas.first().copied(), replicas.contains(&self.cfg.node_id))
+        };
         if let Some(r) = self.local_replica(group) {
             return Ok(r);
         }
         let what = format!("{topic}/{partition}");
-        let replicas = &meta.replicas[partition as usize];
-        if replicas.contains(&self.cfg.node_id) {
+        if hosted_here {
             return Err(BrokerError::Unavailable(format!("{what} is still starting on this node")));
         }
-        let hint = replicas.first().and_then(|id| Some((*id, self.node_addr(*id)?)));
+        let hint = preferred.and_then(|id| Some((id, self.node_addr(id)?)));
         Err(BrokerError::NotLeader { what, leader: hint })
     }
 
@@ -205,7 +198,8 @@ impl Broker {
     pub fn leader_replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
         let r = self.replica(topic, partition)?;
         let (leader, is_leader) = {
-            let m = r.raft.metrics().borrow_watched().clone();
+            let metrics = r.raft.metrics();
+            let m = metrics.borrow_watched();
             (m.current_leader, m.state == openraft::ServerState::Leader)
         };
         if is_leader && leader == Some(self.cfg.node_id) {

@@ -14,8 +14,6 @@
 //! their writes were safe.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use openraft::storage::IOFlushed;
 use tidemark_storage::{SharedEngine, StorageError};
@@ -59,21 +57,21 @@ impl Flusher {
 }
 
 async fn flush_loop(engine: SharedEngine, mut rx: mpsc::UnboundedReceiver<Waiter>) {
-    let poisoned = Arc::new(AtomicBool::new(false));
+    let mut poisoned = false;
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while let Ok(next) = rx.try_recv() {
             batch.push(next);
         }
-        let result = if poisoned.load(Ordering::Acquire) {
+        let result = if poisoned {
             Err(StorageError::FsyncFailed { message: "an earlier fsync failed; the node must restart".into() })
         } else {
             let engine = engine.clone();
             run_blocking(move || engine.flush()).await
         };
         if let Err(e) = &result {
-            poisoned.store(true, Ordering::Release);
+            poisoned = true;
             tracing::error!(error = %e, "storage flush failed; Raft groups on this node will stop");
         }
         for waiter in batch.drain(..) {

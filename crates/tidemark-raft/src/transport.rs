@@ -32,10 +32,6 @@ impl GroupRegistry {
         self.groups.read().unwrap_or_else(|e| e.into_inner()).get(&group).cloned()
     }
 
-    pub fn all(&self) -> Vec<(GroupId, Raft)> {
-        self.groups.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(g, r)| (*g, r.clone())).collect()
-    }
-
     /// Serves one transport request. An `Err` is a message for the caller, who treats
     /// it as "unreachable" and retries (a group not yet created here, a stopped group).
     pub async fn handle(&self, group: GroupId, rpc: i32, payload: &[u8]) -> Result<Vec<u8>, String> {

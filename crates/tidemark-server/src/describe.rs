@@ -43,31 +43,17 @@ impl Describer {
         }
     }
 
-    /// Asks the replicas (following a leader hint once) for the partition's offsets.
+    /// Asks the other replicas in turn (the leader is among them) for the partition's
+    /// offsets, each with a short timeout.
     async fn ask_remote(&self, t: &TopicMeta, p: u32, replicas: &[u64]) -> Option<(u64, u64, Option<u64>)> {
-        let mut targets: Vec<u64> = replicas.iter().copied().filter(|id| *id != self.broker.node_id()).collect();
-        let mut i = 0;
-        while i < targets.len() && i < 4 {
-            let node = targets[i];
-            i += 1;
-            let addr = self.broker.node_addr(node)?;
-            let channel = self.broker.peer_pool().channel(node, &addr).ok()?;
+        for &node in replicas.iter().filter(|id| **id != self.broker.node_id()) {
+            let Some(addr) = self.broker.node_addr(node) else { continue };
+            let Ok(channel) = self.broker.peer_pool().channel(node, &addr) else { continue };
             let req = ListOffsetsRequest { topic: t.name.to_string(), partition: p, spec: Some(Spec::Latest(true)) };
             let mut client = TidemarkClient::new(channel);
-            let call = client.list_offsets(req);
-            match tokio::time::timeout(Duration::from_millis(500), call).await {
-                Ok(Ok(r)) => {
-                    let r = r.into_inner();
-                    return Some((r.log_start_offset, r.log_end_offset, Some(r.leader)));
-                }
-                Ok(Err(status)) => {
-                    if let Some((leader, _)) = tidemark_proto::error::leader_of(&status) {
-                        if !targets.contains(&leader) || targets[..i].contains(&leader) {
-                            targets.insert(i, leader);
-                        }
-                    }
-                }
-                Err(_) => {}
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(500), client.list_offsets(req)).await {
+                let r = r.into_inner();
+                return Some((r.log_start_offset, r.log_end_offset, Some(r.leader)));
             }
         }
         None
