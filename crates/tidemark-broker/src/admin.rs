@@ -71,7 +71,7 @@ impl Broker {
         }
     }
 
-    async fn meta_write(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+    pub(crate) async fn meta_write(&self, cmd: MetaCommand) -> Result<MetaResponse> {
         let resp = self
             .meta_raft
             .client_write(cmd.encode())

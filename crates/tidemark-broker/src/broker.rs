@@ -32,7 +32,13 @@ pub struct BrokerConfig {
     pub peers: BTreeMap<NodeId, String>,
     pub timing: RaftTiming,
     pub limits: BatchLimits,
+    /// How long a partition remembers an idle idempotent producer. After that its next
+    /// batch gets UnknownProducer and the SDK registers again.
+    pub producer_expiry: Duration,
 }
+
+/// Kafka's default for idle producer state (producer.id.expiration.ms): one day.
+pub const DEFAULT_PRODUCER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// One partition replica hosted on this node.
 pub struct Replica {
@@ -41,6 +47,10 @@ pub struct Replica {
     pub shared: Arc<PartitionShared>,
     /// The term in which this node last confirmed it may serve reads (0: never).
     pub read_term: AtomicU64,
+    /// Held while a produce is handed to Raft, so batches enter the log in the order
+    /// their requests reached this node: an idempotent producer's pipelined batches then
+    /// do not overtake each other and get refused as out of order.
+    pub produce_order: tokio::sync::Mutex<()>,
 }
 
 pub struct Broker {

@@ -21,6 +21,21 @@ pub enum BrokerError {
     Batch(#[from] BatchError),
     #[error("offset {offset} is out of range: the partition holds [{start}, {end})")]
     OffsetOutOfRange { offset: Offset, start: Offset, end: Offset },
+    #[error(
+        "out-of-order sequence on {what}: the batch starts at sequence {got} but {expected} is expected; \
+         an earlier batch of this producer was not written"
+    )]
+    OutOfOrderSequence { what: String, expected: i32, got: i32 },
+    #[error(
+        "producer {producer_id} epoch {epoch} is fenced on {what}: a newer instance registered the same \
+         producer name (epoch {current}); close this producer"
+    )]
+    ProducerFenced { what: String, producer_id: i64, epoch: i16, current: i16 },
+    #[error(
+        "unknown producer {producer_id} on {what}: its state expired or was never written here; \
+         initialise the producer again"
+    )]
+    UnknownProducer { what: String, producer_id: i64 },
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("unavailable: {0}; retry shortly")]
@@ -52,10 +67,22 @@ impl BrokerError {
             Batch(BatchError::BatchTooLarge { .. }) => ErrorCode::BatchTooLarge,
             Batch(_) => ErrorCode::CorruptBatch,
             OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+            ProducerFenced { .. } => ErrorCode::ProducerFenced,
+            UnknownProducer { .. } => ErrorCode::UnknownProducer,
             Timeout(_) => ErrorCode::Timeout,
             Unavailable(_) => ErrorCode::Unavailable,
             InvalidRequest(_) => ErrorCode::InvalidRequest,
             Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The sequence the partition expects, carried by OutOfOrderSequence so the producer
+    /// can renumber batches that were never written.
+    pub fn expected_sequence(&self) -> Option<i32> {
+        match self {
+            BrokerError::OutOfOrderSequence { expected, .. } => Some(*expected),
+            _ => None,
         }
     }
 

@@ -8,11 +8,12 @@ pub mod error;
 pub mod meta;
 pub mod ops;
 pub mod partition;
+pub mod producers;
 mod reconcile;
 pub mod signal;
 
 pub use admin::{ClusterView, NodeStatus};
-pub use broker::{Broker, BrokerConfig, Replica};
+pub use broker::{Broker, BrokerConfig, Replica, DEFAULT_PRODUCER_EXPIRY};
 pub use error::BrokerError;
 pub use meta::{TopicConfig, TopicMeta};
 pub use ops::{FetchResult, OffsetSpec};

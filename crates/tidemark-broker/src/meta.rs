@@ -2,7 +2,8 @@
 //!
 //! Placement is computed by the metadata leader when it proposes a topic (from the
 //! nodes it sees alive) and carried in the command, so applying it is deterministic on
-//! every replica. Topic ids come from a counter in this state and are never reused.
+//! every replica. Topic ids and producer ids come from counters in this state, so they
+//! are never reused, not even across a metadata-leader failover.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -47,12 +48,29 @@ impl TopicMeta {
 pub struct MetaState {
     pub next_topic_id: u32,
     pub topics: BTreeMap<String, TopicMeta>,
+    pub next_producer_id: i64,
+    /// Named producers: name -> (id, current epoch). Registering a name again bumps the
+    /// epoch, which fences the older instance. Anonymous producers are not kept here.
+    pub named_producers: BTreeMap<String, (i64, i16)>,
+    /// Current epoch of each named producer id, for the leaders' fencing check.
+    pub producer_epochs: BTreeMap<i64, i16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MetaCommand {
-    CreateTopic { name: TopicName, replicas: Vec<Vec<NodeId>>, config: TopicConfig },
-    DeleteTopic { name: String },
+    CreateTopic {
+        name: TopicName,
+        replicas: Vec<Vec<NodeId>>,
+        config: TopicConfig,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Hands out a producer id and epoch: a fresh id for an anonymous producer, the same
+    /// id with the next epoch for a name seen before.
+    InitProducer {
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,11 +79,35 @@ pub enum MetaResponse {
     Deleted,
     Exists,
     Missing,
+    Producer { id: i64, epoch: i16 },
 }
 
 impl MetaCommand {
     pub fn encode(&self) -> Command {
         Command(Bytes::from(bincode::serialize(self).expect("metadata commands always encode")))
+    }
+}
+
+impl MetaState {
+    fn init_producer(&mut self, name: Option<String>) -> (i64, i16) {
+        let known = name.as_ref().and_then(|n| self.named_producers.get(n).copied());
+        let (id, epoch) = match known {
+            Some((id, epoch)) if epoch < i16::MAX => (id, epoch + 1),
+            // A new producer, or a name whose epochs ran out: a fresh id.
+            _ => {
+                let id = self.next_producer_id;
+                self.next_producer_id += 1;
+                if let Some((old, _)) = known {
+                    self.producer_epochs.remove(&old);
+                }
+                (id, 0)
+            }
+        };
+        if let Some(name) = name {
+            self.named_producers.insert(name, (id, epoch));
+            self.producer_epochs.insert(id, epoch);
+        }
+        (id, epoch)
     }
 }
 
@@ -141,6 +183,10 @@ impl MetaLogic {
                 Some(_) => MetaResponse::Deleted,
                 None => return MetaResponse::Missing,
             },
+            MetaCommand::InitProducer { name } => {
+                let (id, epoch) = state.init_producer(name);
+                return MetaResponse::Producer { id, epoch };
+            }
         };
         drop(state);
         self.0.bump();
@@ -188,5 +234,21 @@ mod tests {
         let other = MetaShared::new();
         MetaLogic(other.clone()).restore(&snap).unwrap();
         assert_eq!(*other.read(), *shared.read());
+        let producer = |logic: &mut MetaLogic, name: Option<&str>| {
+            let cmd = MetaCommand::InitProducer { name: name.map(String::from) };
+            match bincode::deserialize(&logic.apply(9, &cmd.encode()).0).unwrap() {
+                MetaResponse::Producer { id, epoch } => (id, epoch),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(producer(&mut logic, None), (0, 0));
+        assert_eq!(producer(&mut logic, Some("orders")), (1, 0));
+        assert_eq!(producer(&mut logic, None), (2, 0));
+        assert_eq!(producer(&mut logic, Some("orders")), (1, 1), "same name: same id, next epoch");
+        assert_eq!(shared.read().producer_epochs[&1], 1);
+        let snap_after = logic.snapshot();
+        let mut again = MetaLogic(MetaShared::new());
+        again.restore(&snap_after).unwrap();
+        assert_eq!(producer(&mut again, None), (3, 0), "ids continue after a restore, never reused");
     }
 }

@@ -1,13 +1,17 @@
 //! Produce, fetch and offset lookups: the data path.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use openraft::error::RaftError;
+use openraft::impls::ProgressResponder;
 use tidemark_raft::log_store::read_entries;
+use tidemark_raft::TypeConfig;
 use tidemark_types::{BatchHeader, Offset, PartitionId, TimestampMs};
 
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
+use crate::meta::{MetaCommand, MetaResponse};
 use crate::partition::{append_command, batch_of, AppendResult, IndexEntry};
 
 /// Where a ListOffsets request starts.
@@ -28,15 +32,55 @@ pub struct FetchResult {
 
 impl Broker {
     /// Appends one encoded batch; answers once a majority has committed (and fsynced) it.
+    /// An idempotent retry of a batch already written answers with its original offsets.
     pub async fn produce(&self, topic: &str, partition: PartitionId, batch: Bytes) -> Result<(Offset, Offset)> {
         let replica = self.replica(topic, partition)?;
-        BatchHeader::validate(&batch, &self.cfg.limits)?;
+        let header = BatchHeader::validate(&batch, &self.cfg.limits)?;
         let what = format!("{topic}/{partition}");
-        let resp =
-            replica.raft.client_write(append_command(&batch)).await.map_err(|e| self.write_error(what.clone(), e))?;
-        match bincode::deserialize::<AppendResult>(&resp.data.0) {
-            Ok(AppendResult::Appended { base_offset, last_offset }) => Ok((base_offset, last_offset)),
-            _ => Err(BrokerError::Internal(format!("{what}: the state machine rejected a validated batch"))),
+        self.check_producer(&what, &header)?;
+        let expiry_ms = i64::try_from(self.cfg.producer_expiry.as_millis()).unwrap_or(i64::MAX);
+        let command = append_command(&batch, now_ms(), expiry_ms);
+        let (responder, answer) = ProgressResponder::<TypeConfig, _>::complete_only();
+        {
+            // Only the hand-over is ordered; commits are awaited concurrently.
+            let _order = replica.produce_order.lock().await;
+            replica
+                .raft
+                .client_write_ff(command, Some(responder))
+                .await
+                .map_err(|e| self.write_error(what.clone(), RaftError::Fatal(e)))?;
+        }
+        let resp = answer
+            .await
+            .map_err(|_| BrokerError::Unavailable(format!("{what}: the replica stopped before answering")))?
+            .map_err(|e| self.write_error(what.clone(), RaftError::APIError(e)))?;
+        let result = bincode::deserialize::<AppendResult>(&resp.data.0)
+            .map_err(|e| BrokerError::Internal(format!("{what}: unreadable append result: {e}")))?;
+        append_outcome(what, &header, result)
+    }
+
+    /// A leader-side fencing check against the metadata group: an old instance of a named
+    /// producer is refused even on partitions its successor has not written to yet.
+    fn check_producer(&self, what: &str, h: &BatchHeader) -> Result<()> {
+        if h.producer_id < 0 {
+            return Ok(());
+        }
+        if h.producer_epoch < 0 || h.base_sequence < 0 {
+            return Err(BrokerError::InvalidRequest(format!(
+                "{what}: an idempotent batch (producer id {}) needs an epoch and a base sequence of 0 or more, \
+                 got epoch {} and sequence {}",
+                h.producer_id, h.producer_epoch, h.base_sequence
+            )));
+        }
+        let current = self.meta.read().producer_epochs.get(&h.producer_id).copied();
+        match current {
+            Some(current) if h.producer_epoch < current => Err(BrokerError::ProducerFenced {
+                what: what.to_string(),
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -113,6 +157,19 @@ impl Broker {
         Ok(out)
     }
 
+    /// Registers a producer in the metadata group: (producer id, epoch).
+    pub async fn init_producer(&self, name: Option<String>) -> Result<(i64, i16)> {
+        if let Some(n) = &name {
+            if n.is_empty() || n.len() > 255 {
+                return Err(BrokerError::InvalidRequest("a producer name has 1 to 255 bytes".into()));
+            }
+        }
+        match self.meta_write(MetaCommand::InitProducer { name }).await? {
+            MetaResponse::Producer { id, epoch } => Ok((id, epoch)),
+            other => Err(BrokerError::Internal(format!("InitProducer answered {other:?}"))),
+        }
+    }
+
     /// Resolves earliest / latest / a timestamp to an offset on the partition leader.
     /// Returns (offset, log start, log end).
     pub async fn list_offsets(
@@ -129,5 +186,31 @@ impl Broker {
             OffsetSpec::Timestamp(ts) => st.offset_for_timestamp(ts),
         };
         Ok((offset, st.log_start_offset, st.next_offset))
+    }
+}
+
+/// The leader's clock, stamped into append commands (simulated time under madsim).
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Turns the state machine's verdict into produce's answer.
+fn append_outcome(what: String, h: &BatchHeader, result: AppendResult) -> Result<(Offset, Offset)> {
+    match result {
+        AppendResult::Appended { base_offset, last_offset } => Ok((base_offset, last_offset)),
+        AppendResult::Duplicate { base_offset, last_offset } => {
+            tracing::debug!(partition = %what, producer = h.producer_id, seq = h.base_sequence, "duplicate batch");
+            Ok((base_offset, last_offset))
+        }
+        AppendResult::OutOfOrderSequence { expected, got } => {
+            Err(BrokerError::OutOfOrderSequence { what, expected, got })
+        }
+        AppendResult::ProducerFenced { epoch, current } => {
+            Err(BrokerError::ProducerFenced { what, producer_id: h.producer_id, epoch, current })
+        }
+        AppendResult::UnknownProducer { producer_id } => Err(BrokerError::UnknownProducer { what, producer_id }),
+        AppendResult::Rejected => {
+            Err(BrokerError::Internal(format!("{what}: the state machine rejected a validated batch")))
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! A partition group's state machine. The batches themselves stay in the Raft log; this
 //! holds the small state that turns the log into a partition: the offset index (which
-//! log entry holds which offsets), the next offset and the log start offset.
+//! log entry holds which offsets), the next offset, the log start offset and the
+//! idempotent-producer table.
 //!
-//! Offsets are assigned here, at apply time, so every replica assigns the same ones.
+//! Offsets are assigned here, at apply time, so every replica assigns the same ones; for
+//! the same reason duplicates and sequence gaps are judged here too.
 
 use std::sync::{Arc, RwLock};
 
@@ -11,15 +13,24 @@ use serde::{Deserialize, Serialize};
 use tidemark_raft::{Command, CommandResponse, StateMachineLogic};
 use tidemark_types::{BatchHeader, Offset, TimestampMs};
 
+use crate::producers::{BatchId, ProducerTable, SeqCheck};
 use crate::signal::Signal;
 
 /// Command tags: the first byte of a partition command.
 const TAG_APPEND: u8 = 1;
+/// tag, leader time (i64 ms), producer expiry (i64 ms), then the batch.
+const APPEND_HEADER: usize = 17;
 
-/// Wraps a validated batch as an append command (one copy, to prepend the tag).
-pub fn append_command(batch: &[u8]) -> Command {
-    let mut b = BytesMut::with_capacity(batch.len() + 1);
+/// Wraps a validated batch as an append command (one copy, to prepend the header).
+///
+/// The leader stamps its clock and the producer-state expiry into the command so every
+/// replica expires idle producers at the same point of the log, whatever its own clock
+/// and configuration say.
+pub fn append_command(batch: &[u8], leader_time_ms: i64, producer_expiry_ms: i64) -> Command {
+    let mut b = BytesMut::with_capacity(batch.len() + APPEND_HEADER);
     b.put_u8(TAG_APPEND);
+    b.put_i64(leader_time_ms);
+    b.put_i64(producer_expiry_ms);
     b.put_slice(batch);
     Command(b.freeze())
 }
@@ -27,9 +38,16 @@ pub fn append_command(batch: &[u8]) -> Command {
 /// The batch inside an append command, if it is one.
 pub fn batch_of(command: &Command) -> Option<Bytes> {
     match command.0.first() {
-        Some(&TAG_APPEND) => Some(command.0.slice(1..)),
+        Some(&TAG_APPEND) if command.0.len() >= APPEND_HEADER => Some(command.0.slice(APPEND_HEADER..)),
         _ => None,
     }
+}
+
+/// (leader time, producer expiry) of an append command.
+fn append_clock(command: &Command) -> (i64, i64) {
+    let c = &command.0;
+    let at = |i: usize| i64::from_be_bytes(c[i..i + 8].try_into().expect("8 bytes"));
+    (at(1), at(9))
 }
 
 /// Where one batch lives.
@@ -53,9 +71,49 @@ pub struct PartitionState {
     pub log_start_offset: Offset,
     pub next_offset: Offset,
     pub index: Vec<IndexEntry>,
+    pub producers: ProducerTable,
 }
 
 impl PartitionState {
+    /// Judges an idempotent batch against the producer table, then indexes it.
+    fn append(&mut self, log_index: u64, h: &BatchHeader, len: usize) -> AppendResult {
+        let id = (h.producer_id >= 0).then_some(BatchId {
+            producer_id: h.producer_id,
+            epoch: h.producer_epoch,
+            base_seq: h.base_sequence,
+            count: h.record_count,
+            crc: h.crc,
+        });
+        if let Some(id) = &id {
+            match self.producers.check(id) {
+                SeqCheck::Append => {}
+                SeqCheck::Duplicate { base_offset, last_offset } => {
+                    return AppendResult::Duplicate { base_offset, last_offset }
+                }
+                SeqCheck::OutOfOrder { expected } => {
+                    return AppendResult::OutOfOrderSequence { expected, got: h.base_sequence }
+                }
+                SeqCheck::Fenced { current } => {
+                    return AppendResult::ProducerFenced { epoch: h.producer_epoch, current }
+                }
+                SeqCheck::Unknown => return AppendResult::UnknownProducer { producer_id: h.producer_id },
+            }
+        }
+        let base_offset = self.next_offset;
+        self.next_offset += h.record_count as u64;
+        self.index.push(IndexEntry {
+            base_offset,
+            record_count: h.record_count,
+            log_index,
+            batch_len: len as u32,
+            max_timestamp: h.max_timestamp,
+        });
+        if let Some(id) = &id {
+            self.producers.record(id, base_offset);
+        }
+        AppendResult::Appended { base_offset, last_offset: self.next_offset - 1 }
+    }
+
     /// The position in `index` of the batch holding `offset`, if it is stored.
     pub fn find(&self, offset: Offset) -> Option<usize> {
         let i = self.index.partition_point(|e| e.next_offset() <= offset);
@@ -69,10 +127,30 @@ impl PartitionState {
     }
 }
 
-/// What produce answers: the offsets the batch got.
+/// What produce answers: the offsets the batch got, or why an idempotent batch was
+/// refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AppendResult {
-    Appended { base_offset: Offset, last_offset: Offset },
+    Appended {
+        base_offset: Offset,
+        last_offset: Offset,
+    },
+    /// An idempotent retry of a batch already written at these offsets.
+    Duplicate {
+        base_offset: Offset,
+        last_offset: Offset,
+    },
+    OutOfOrderSequence {
+        expected: i32,
+        got: i32,
+    },
+    ProducerFenced {
+        epoch: i16,
+        current: i16,
+    },
+    UnknownProducer {
+        producer_id: i64,
+    },
     Rejected,
 }
 
@@ -99,16 +177,9 @@ impl StateMachineLogic for PartitionLogic {
         let result = match batch_of(command).map(|b| (BatchHeader::read(&b), b.len())) {
             Some((Ok(h), len)) => {
                 let mut st = self.0.state.write().unwrap_or_else(|e| e.into_inner());
-                let base_offset = st.next_offset;
-                st.next_offset += h.record_count as u64;
-                st.index.push(IndexEntry {
-                    base_offset,
-                    record_count: h.record_count,
-                    log_index: index,
-                    batch_len: len as u32,
-                    max_timestamp: h.max_timestamp,
-                });
-                AppendResult::Appended { base_offset, last_offset: st.next_offset - 1 }
+                let (now_ms, expiry_ms) = append_clock(command);
+                st.producers.advance_clock(now_ms, expiry_ms);
+                st.append(index, &h, len)
             }
             // The leader validated the batch; a command that still cannot be read is
             // skipped identically on every replica.
@@ -151,7 +222,7 @@ mod tests {
         let shared = PartitionShared::new();
         let mut logic = PartitionLogic(shared.clone());
         for (i, n) in [3usize, 1, 5].iter().enumerate() {
-            logic.apply(10 + i as u64, &append_command(&batch(*n, 100 * i as i64)));
+            logic.apply(10 + i as u64, &append_command(&batch(*n, 100 * i as i64), 0, 0));
         }
         let st = shared.read();
         assert_eq!(st.next_offset, 9);
@@ -164,6 +235,62 @@ mod tests {
         assert_eq!(st.find(9), None);
         assert_eq!(st.offset_for_timestamp(150), 4);
         assert_eq!(st.offset_for_timestamp(1000), 9);
+    }
+
+    fn idempotent(n: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {
+        let mut b = RecordBatchBuilder::new();
+        for i in 0..n {
+            b.push(Record { value: Bytes::from(format!("v{i}")), ..Default::default() });
+        }
+        b.build(Some((pid, epoch, seq)))
+    }
+
+    fn apply(logic: &mut PartitionLogic, index: u64, batch: &Bytes, now_ms: i64) -> AppendResult {
+        let r = logic.apply(index, &append_command(batch, now_ms, 60_000));
+        bincode::deserialize(&r.0).unwrap()
+    }
+
+    #[test]
+    fn idempotent_retries_take_no_offsets_and_get_the_original_ones() {
+        let shared = PartitionShared::new();
+        let mut logic = PartitionLogic(shared.clone());
+        let first = idempotent(3, 5, 0, 0);
+        assert_eq!(apply(&mut logic, 1, &first, 0), AppendResult::Appended { base_offset: 0, last_offset: 2 });
+        assert_eq!(apply(&mut logic, 2, &batch(2, 0), 0), AppendResult::Appended { base_offset: 3, last_offset: 4 });
+        assert_eq!(apply(&mut logic, 3, &first, 0), AppendResult::Duplicate { base_offset: 0, last_offset: 2 });
+        let next = idempotent(1, 5, 0, 3);
+        assert_eq!(apply(&mut logic, 4, &next, 0), AppendResult::Appended { base_offset: 5, last_offset: 5 });
+        let st = shared.read();
+        assert_eq!((st.next_offset, st.index.len()), (6, 3), "the duplicate was not indexed");
+    }
+
+    #[test]
+    fn idempotent_errors_are_decided_at_apply() {
+        let shared = PartitionShared::new();
+        let mut logic = PartitionLogic(shared.clone());
+        apply(&mut logic, 1, &idempotent(2, 5, 1, 0), 0);
+        let gap = apply(&mut logic, 2, &idempotent(1, 5, 1, 3), 0);
+        assert_eq!(gap, AppendResult::OutOfOrderSequence { expected: 2, got: 3 });
+        let old = apply(&mut logic, 3, &idempotent(1, 5, 0, 2), 0);
+        assert_eq!(old, AppendResult::ProducerFenced { epoch: 0, current: 1 });
+        let unknown = apply(&mut logic, 4, &idempotent(1, 6, 0, 9), 0);
+        assert_eq!(unknown, AppendResult::UnknownProducer { producer_id: 6 });
+        // Idle past the expiry (60 s here): the state is gone.
+        let expired = apply(&mut logic, 5, &idempotent(1, 5, 1, 2), 61_000);
+        assert_eq!(expired, AppendResult::UnknownProducer { producer_id: 5 });
+        assert_eq!(shared.read().next_offset, 2, "no refused batch took an offset");
+    }
+
+    #[test]
+    fn the_producer_table_survives_snapshot_and_restore() {
+        let shared = PartitionShared::new();
+        let mut logic = PartitionLogic(shared.clone());
+        let first = idempotent(2, 5, 0, 0);
+        apply(&mut logic, 1, &first, 0);
+        let other = PartitionShared::new();
+        let mut restored = PartitionLogic(other.clone());
+        restored.restore(&logic.snapshot()).unwrap();
+        assert_eq!(apply(&mut restored, 2, &first, 0), AppendResult::Duplicate { base_offset: 0, last_offset: 1 });
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl Broker {
         let preferred = w.replicas.first() == Some(&self.node_id());
         let delay = if preferred { Duration::ZERO } else { Duration::from_millis(self.cfg.timing.election_max_ms * 3) };
         tokio::spawn(crate::broker::initialize_later(raft.clone(), members, delay));
-        let replica = Replica { group, raft, shared, read_term: 0.into() };
+        let replica = Replica { group, raft, shared, read_term: 0.into(), produce_order: Default::default() };
         self.replicas.write().unwrap_or_else(|e| e.into_inner()).insert(group, Arc::new(replica));
         tracing::info!(group, topic = %w.topic, partition = w.partition, "partition replica started");
         Ok(())

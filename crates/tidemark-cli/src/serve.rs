@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Leave out for a single-node cluster.
     #[arg(long, env = "TIDEMARK_PEERS")]
     pub peers: Option<String>,
+    /// How long a partition remembers an idle idempotent producer, in ms (default one
+    /// day). A producer idle for longer must register again.
+    #[arg(long, env = "TIDEMARK_PRODUCER_EXPIRY_MS")]
+    pub producer_expiry_ms: Option<u64>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -56,6 +60,9 @@ impl ServeArgs {
         }
         if let Some(peers) = &self.peers {
             c.peers = peers.clone();
+        }
+        if let Some(ms) = self.producer_expiry_ms {
+            c.producer_expiry_ms = ms;
         }
         c.validate()?;
         Ok(c)

@@ -6,6 +6,8 @@ use tonic::{Code, Status};
 
 pub const CODE_KEY: &str = "tidemark-code";
 pub const LEADER_KEY: &str = "tidemark-leader";
+/// On OutOfOrderSequence: the sequence the partition would accept.
+pub const EXPECTED_SEQUENCE_KEY: &str = "tidemark-expected-sequence";
 
 /// The gRPC code a Tidemark code travels under, chosen so generic gRPC clients retry
 /// what is retriable (UNAVAILABLE) and report the rest sensibly.
@@ -43,6 +45,19 @@ pub fn status(code: ErrorCode, message: impl Into<String>, leader: Option<(NodeI
     s
 }
 
+/// Adds the expected sequence to an OutOfOrderSequence status.
+pub fn with_expected_sequence(mut status: Status, expected: i32) -> Status {
+    if let Ok(v) = expected.to_string().parse() {
+        status.metadata_mut().insert(EXPECTED_SEQUENCE_KEY, v);
+    }
+    status
+}
+
+/// The expected sequence an OutOfOrderSequence status carries.
+pub fn expected_sequence_of(status: &Status) -> Option<i32> {
+    status.metadata().get(EXPECTED_SEQUENCE_KEY)?.to_str().ok()?.parse().ok()
+}
+
 /// The Tidemark code of a status, if it carries one.
 pub fn code_of(status: &Status) -> Option<ErrorCode> {
     let v = status.metadata().get(CODE_KEY)?.to_str().ok()?;
@@ -70,5 +85,8 @@ mod tests {
         assert_eq!(code_of(&s), Some(ErrorCode::UnknownTopic));
         assert_eq!(leader_of(&s), None);
         assert_eq!(code_of(&Status::internal("x")), None);
+        let s = with_expected_sequence(status(ErrorCode::OutOfOrderSequence, "gap", None), 42);
+        assert_eq!(expected_sequence_of(&s), Some(42));
+        assert_eq!(expected_sequence_of(&Status::internal("x")), None);
     }
 }

@@ -62,4 +62,13 @@ impl Admin for AdminApi {
         let nodes = view.nodes.into_iter().map(|n| NodeInfo { id: n.id, address: n.address, alive: n.alive }).collect();
         Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: view.metadata_leader.unwrap_or(0) }))
     }
+
+    async fn init_producer(
+        &self,
+        request: Request<InitProducerRequest>,
+    ) -> Result<Response<InitProducerResponse>, Status> {
+        let name = Some(request.into_inner().name).filter(|n| !n.is_empty());
+        let (producer_id, epoch) = self.broker.init_producer(name).await.map_err(to_status)?;
+        Ok(Response::new(InitProducerResponse { producer_id, epoch: epoch as i32 }))
+    }
 }

@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub max_batch_bytes: usize,
     /// Largest single record (key + value + headers).
     pub max_record_bytes: usize,
+    /// How long a partition remembers an idle idempotent producer (its sequence numbers
+    /// for deduplication). Default one day, like Kafka's producer.id.expiration.ms.
+    pub producer_expiry_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -57,6 +60,7 @@ impl Default for NodeConfig {
             election_timeout_max_ms: timing.election_max_ms,
             max_batch_bytes: limits.max_batch_bytes,
             max_record_bytes: limits.max_record_bytes,
+            producer_expiry_ms: tidemark_broker::DEFAULT_PRODUCER_EXPIRY.as_millis() as u64,
         }
     }
 }
@@ -132,6 +136,13 @@ impl NodeConfig {
         }
         if self.max_record_bytes == 0 || self.max_record_bytes > self.max_batch_bytes {
             return Err(invalid("max_record_bytes", "must be positive and at most max_batch_bytes"));
+        }
+        if self.producer_expiry_ms < 60_000 || self.producer_expiry_ms > i64::MAX as u64 {
+            return Err(invalid(
+                "producer_expiry_ms",
+                "must be at least 60000 (one minute): a producer retrying for longer than this would be \
+                 refused as unknown",
+            ));
         }
         if self.max_batch_bytes > 64 << 20 {
             return Err(invalid("max_batch_bytes", "must be at most 64 MiB"));

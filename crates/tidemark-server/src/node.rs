@@ -50,6 +50,7 @@ impl Node {
             peers: config.peer_map()?,
             timing: config.timing(),
             limits: config.limits(),
+            producer_expiry: std::time::Duration::from_millis(config.producer_expiry_ms),
         };
         let broker = Broker::start(broker_cfg, engine).await?;
         let describer = Describer { broker: broker.clone() };
