@@ -26,12 +26,16 @@ pub struct InProcessCluster {
     peers: String,
 }
 
+/// Logs of the test process itself (SDK, in-process nodes) when RUST_LOG is set.
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
+}
+
 impl InProcessCluster {
     pub async fn start(n: usize) -> anyhow::Result<InProcessCluster> {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ =
-                tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
-        }
+        init_logging();
         let addrs: Vec<String> = free_ports(n).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let mut c = InProcessCluster { addrs, nodes: Vec::new(), peers };

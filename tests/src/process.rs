@@ -28,6 +28,7 @@ pub struct ProcessCluster {
 
 impl ProcessCluster {
     pub fn start(n: usize) -> anyhow::Result<ProcessCluster> {
+        crate::init_logging();
         let addrs: Vec<String> = free_ports(n).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let mut c = ProcessCluster { dir: tempfile::tempdir()?, addrs, children: Vec::new(), peers };

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use tidemark_types::Offset;
+use tidemark_types::{seq_add, Offset};
 
 /// Batches remembered per producer. The SDK keeps at most this many batches in flight
 /// per partition, so any retry it can send is still in the window.
@@ -65,11 +65,6 @@ pub enum SeqCheck {
     /// No state for this producer (never seen, or expired) and the batch does not start
     /// a fresh sequence.
     Unknown,
-}
-
-/// `seq + n` in the sequence space, which wraps from `i32::MAX` to 0.
-pub fn seq_add(seq: i32, n: u32) -> i32 {
-    ((seq as i64 + n as i64) % (i32::MAX as i64 + 1)) as i32
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,6 +29,16 @@ pub struct ProduceArgs {
     /// Write every record to this partition.
     #[arg(long, short = 'p')]
     pub partition: Option<u32>,
+    /// Exactly-once writes (the default): a retried batch is never written twice.
+    #[arg(long, overrides_with = "no_idempotent")]
+    pub idempotent: bool,
+    /// Turn idempotence off: a retry after a lost answer may write a batch twice.
+    #[arg(long, overrides_with = "idempotent")]
+    pub no_idempotent: bool,
+    /// With idempotence: a stable producer name. Starting a new producer with the same
+    /// name fences the older one (its writes fail with ProducerFenced).
+    #[arg(long, conflicts_with = "no_idempotent")]
+    pub producer_name: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     #[command(flatten)]
@@ -80,7 +90,12 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
     if let Some(p) = a.partition.filter(|&p| p >= partitions) {
         anyhow::bail!("topic {:?} has partitions 0..{partitions}; there is no partition {p}", a.topic);
     }
-    let producer = client.producer(ProducerConfig::default())?;
+    let config = ProducerConfig {
+        idempotent: !a.no_idempotent,
+        producer_name: a.producer_name.clone(),
+        ..ProducerConfig::default()
+    };
+    let producer = client.producer(config)?;
     let mut pending = FuturesUnordered::new();
     let mut tally = Tally::default();
     let mut stdin = BufReader::new(tokio::io::stdin());

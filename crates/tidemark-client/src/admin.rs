@@ -153,6 +153,23 @@ impl Admin {
         Ok(ClusterStatus { nodes, metadata_leader: (resp.metadata_leader != 0).then_some(resp.metadata_leader) })
     }
 
+    /// Registers an idempotent producer with the metadata group: (producer id, epoch).
+    /// `Some(name)` keeps the name's id and bumps its epoch, fencing older instances.
+    /// The SDK's [`Producer`](crate::Producer) calls this itself.
+    pub async fn init_producer(&self, name: Option<&str>) -> Result<(i64, i16)> {
+        let req = v1::InitProducerRequest { name: name.unwrap_or_default().to_string() };
+        let resp = self
+            .call("register the producer", |mut c| {
+                let req = req.clone();
+                async move { c.init_producer(req).await }
+            })
+            .await
+            .map_err(|(e, _)| e)?;
+        let epoch = i16::try_from(resp.epoch)
+            .map_err(|_| ClientError::Protocol(format!("producer epoch {} out of range", resp.epoch)))?;
+        Ok((resp.producer_id, epoch))
+    }
+
     /// Polls DescribeTopic until every partition has a leader.
     async fn wait_for_leaders(&self, name: &str) -> Result<TopicDescription> {
         let timeout = self.client.config().topic_ready_timeout;
@@ -164,7 +181,7 @@ impl Admin {
                 Ok(d) => {
                     let ready = d.partitions.iter().filter(|p| p.leader.is_some()).count();
                     let message = format!("only {ready} of {} partitions have elected a leader", d.partitions.len());
-                    ClientError::Server { code: ErrorCode::Unavailable, message, leader: None }
+                    ClientError::server(ErrorCode::Unavailable, message)
                 }
                 Err(e) if e.is_unknown_topic() => e,
                 Err(e) => return Err(e),

@@ -199,10 +199,11 @@ impl Client {
             return Ok(t);
         }
         self.refresh_metadata().await?;
-        self.partition_target(topic, partition, attempt).ok_or_else(|| ClientError::Server {
-            code: tidemark_types::ErrorCode::UnknownTopic,
-            message: format!("the cluster's metadata has no partition {partition} of topic {topic:?}"),
-            leader: None,
+        self.partition_target(topic, partition, attempt).ok_or_else(|| {
+            ClientError::server(
+                tidemark_types::ErrorCode::UnknownTopic,
+                format!("the cluster's metadata has no partition {partition} of topic {topic:?}"),
+            )
         })
     }
 
@@ -233,9 +234,8 @@ impl Client {
 }
 
 pub(crate) fn unknown_topic(topic: &str) -> ClientError {
-    ClientError::Server {
-        code: tidemark_types::ErrorCode::UnknownTopic,
-        message: format!("topic {topic:?} does not exist (create it with `tidemark topic create {topic}`)"),
-        leader: None,
-    }
+    ClientError::server(
+        tidemark_types::ErrorCode::UnknownTopic,
+        format!("topic {topic:?} does not exist (create it with `tidemark topic create {topic}`)"),
+    )
 }

@@ -92,8 +92,9 @@ pub struct ProducerConfig {
     /// A batch is sent once it would grow past this many encoded bytes. A single record
     /// larger than this goes alone in its own batch (the server then judges its size).
     pub max_batch_bytes: usize,
-    /// Batches per partition sent but not yet acknowledged. More hides round trips;
-    /// 1 keeps strict order even across retries until idempotence arrives.
+    /// Batches per partition sent but not yet acknowledged. More hides round trips. With
+    /// idempotence order holds across retries for any window up to 5 (the partitions
+    /// remember a producer's last 5 batches); without it only a window of 1 keeps order.
     pub max_in_flight: usize,
     /// A record not acknowledged this long after `send` fails with a Timeout error.
     /// Retriable errors are retried until then.
@@ -101,6 +102,13 @@ pub struct ProducerConfig {
     /// Bytes of records sent but not yet acknowledged above which
     /// [`Producer::wait_for_buffer_space`](crate::Producer::wait_for_buffer_space) waits.
     pub max_buffered_bytes: usize,
+    /// Exactly-once writes (on by default): the producer registers a producer id and
+    /// numbers its batches per partition, so a retried batch is never written twice.
+    pub idempotent: bool,
+    /// With idempotence: a stable name for this producer. A new producer with the same
+    /// name fences the previous one (its writes fail with ProducerFenced), which stops
+    /// a "zombie" instance after a failover of the application. `None`: anonymous.
+    pub producer_name: Option<String>,
 }
 
 impl Default for ProducerConfig {
@@ -111,6 +119,8 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             delivery_timeout: Duration::from_secs(30),
             max_buffered_bytes: 64 << 20,
+            idempotent: true,
+            producer_name: None,
         }
     }
 }
@@ -123,12 +133,29 @@ impl ProducerConfig {
         if self.max_batch_bytes == 0 || self.max_buffered_bytes == 0 {
             return Err(ClientError::InvalidArgument("max_batch_bytes and max_buffered_bytes must be positive".into()));
         }
+        if self.idempotent && self.max_in_flight > MAX_IDEMPOTENT_IN_FLIGHT {
+            return Err(ClientError::InvalidArgument(format!(
+                "an idempotent producer allows at most {MAX_IDEMPOTENT_IN_FLIGHT} batches in flight per partition \
+                 (got {}); lower max_in_flight or turn idempotence off",
+                self.max_in_flight
+            )));
+        }
+        if self.producer_name.as_ref().is_some_and(|n| n.is_empty() || n.len() > 255) {
+            return Err(ClientError::InvalidArgument("producer_name must have 1 to 255 bytes".into()));
+        }
+        if self.producer_name.is_some() && !self.idempotent {
+            return Err(ClientError::InvalidArgument("producer_name needs idempotence on".into()));
+        }
         if self.delivery_timeout.is_zero() {
             return Err(ClientError::InvalidArgument("delivery_timeout must be positive".into()));
         }
         Ok(())
     }
 }
+
+/// The partitions remember this many batches per producer, so an idempotent producer
+/// may not have more in flight.
+pub const MAX_IDEMPOTENT_IN_FLIGHT: usize = 5;
 
 /// Where a consumer starts in each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +213,11 @@ mod tests {
         let c = ProducerConfig::default();
         assert!(c.validate().is_ok());
         assert_eq!((c.linger, c.max_batch_bytes, c.max_in_flight), (Duration::from_millis(5), 1 << 20, 5));
-        assert!(ProducerConfig { max_in_flight: 0, ..c }.validate().is_err());
+        assert!(c.idempotent, "idempotence is on by default");
+        assert!(ProducerConfig { max_in_flight: 0, ..c.clone() }.validate().is_err());
+        let err = ProducerConfig { max_in_flight: 6, ..c.clone() }.validate().unwrap_err().to_string();
+        assert!(err.contains("at most 5"), "{err}");
+        assert!(ProducerConfig { max_in_flight: 6, idempotent: false, ..c.clone() }.validate().is_ok());
+        assert!(ProducerConfig { producer_name: Some(String::new()), ..c }.validate().is_err());
     }
 }

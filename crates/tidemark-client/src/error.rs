@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tidemark_proto::error::{code_of, leader_of};
+use tidemark_proto::error::{code_of, expected_sequence_of, leader_of};
 use tidemark_types::{ErrorCode, NodeId};
 use tonic::{Code, Status};
 
@@ -19,6 +19,8 @@ pub enum ClientError {
         message: String,
         /// On NotLeader: the leader the server named, when it knew one.
         leader: Option<(NodeId, String)>,
+        /// On OutOfOrderSequence: the sequence the partition would accept.
+        expected_sequence: Option<i32>,
     },
     /// The node could not be reached, or the connection broke mid-request.
     #[error(
@@ -50,7 +52,12 @@ impl ClientError {
     /// the leader hint when present.
     pub fn from_status(status: &Status, address: &str) -> ClientError {
         if let Some(code) = code_of(status) {
-            return ClientError::Server { code, message: status.message().to_string(), leader: leader_of(status) };
+            return ClientError::Server {
+                code,
+                message: status.message().to_string(),
+                leader: leader_of(status),
+                expected_sequence: expected_sequence_of(status),
+            };
         }
         // Tidemark servers tag every error they raise, so an untagged UNAVAILABLE comes from
         // the transport (connection refused, reset, not yet connected).
@@ -58,6 +65,19 @@ impl ClientError {
             return ClientError::Transport { address: address.to_string(), message: with_sources(status) };
         }
         ClientError::Grpc { address: address.to_string(), code: status.code(), message: status.message().to_string() }
+    }
+
+    /// A Tidemark error raised on the client side, in the server's terms.
+    pub(crate) fn server(code: ErrorCode, message: impl Into<String>) -> ClientError {
+        ClientError::Server { code, message: message.into(), leader: None, expected_sequence: None }
+    }
+
+    /// On OutOfOrderSequence: the sequence the partition expects next.
+    pub fn expected_sequence(&self) -> Option<i32> {
+        match self {
+            ClientError::Server { expected_sequence, .. } => *expected_sequence,
+            _ => None,
+        }
     }
 
     /// The Tidemark code the server sent, if any.

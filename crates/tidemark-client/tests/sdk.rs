@@ -240,3 +240,74 @@ async fn consumer_follows_a_moving_leader_and_resets_out_of_range() {
     latest.seek(0, 5).unwrap();
     assert_eq!(latest.next().await.unwrap().offset, 5);
 }
+
+#[tokio::test]
+async fn idempotent_retries_after_lost_answers_write_nothing_twice() {
+    let shared = fake_cluster::start().await;
+    shared.add_topic("t", 1);
+    let values = produce_through(&shared, 5, 1000, || shared.state.lock().unwrap().lost_acks = 1).await;
+    assert_all_in_order(&values, 1000);
+    assert_eq!(shared.state.lock().unwrap().lost_acks, 0, "the answers were lost");
+}
+
+#[tokio::test]
+async fn every_lost_answer_is_retried_as_a_duplicate_with_the_original_offsets() {
+    let shared = fake_cluster::start().await;
+    shared.add_topic("t", 1);
+    let producer = client_for(&shared, 1).producer(ProducerConfig::default()).unwrap();
+    for round in 0..3u64 {
+        shared.state.lock().unwrap().lost_acks = 1;
+        let sends: Vec<_> =
+            (0..10).map(|i| producer.send("t", ProducerRecord::new(format!("{round}-{i}")).partition(0))).collect();
+        let offsets: Vec<u64> = futures::future::join_all(sends).await.into_iter().map(|r| r.unwrap().offset).collect();
+        assert_eq!(offsets, (round * 10..round * 10 + 10).collect::<Vec<_>>());
+    }
+    assert_eq!(shared.values("t", 0).len(), 30, "nothing was written twice");
+}
+
+#[tokio::test]
+async fn without_idempotence_a_lost_answer_duplicates() {
+    let shared = fake_cluster::start().await;
+    shared.add_topic("t", 1);
+    shared.state.lock().unwrap().lost_acks = 1;
+    let config = ProducerConfig { idempotent: false, ..Default::default() };
+    let producer = client_for(&shared, 1).producer(config).unwrap();
+    producer.send("t", ProducerRecord::new("once").partition(0)).await.unwrap();
+    assert_eq!(shared.values("t", 0).len(), 2, "this is what idempotence prevents");
+}
+
+#[tokio::test]
+async fn after_a_batch_fails_for_good_the_rest_are_renumbered_and_delivered_in_order() {
+    let shared = fake_cluster::start().await;
+    shared.add_topic("t", 1);
+    let client = client_for(&shared, 1);
+    let config = ProducerConfig { linger: Duration::from_millis(1), ..Default::default() };
+    let producer = client.producer(config).unwrap();
+    let first: Vec<_> =
+        (0..100).map(|i| producer.send("t", ProducerRecord::new(format!("a{i}")).partition(0))).collect();
+    producer.flush().await;
+    shared.state.lock().unwrap().produce_failures.push_back(status(ErrorCode::CorruptBatch, "bad batch", None));
+    let failed = producer.send("t", ProducerRecord::new("lost").partition(0));
+    producer.flush().await; // "lost" goes alone in its batch.
+    let rest: Vec<_> =
+        (0..300).map(|i| producer.send("t", ProducerRecord::new(format!("b{i}")).partition(0))).collect();
+    for r in futures::future::join_all(first).await {
+        r.unwrap();
+    }
+    assert_eq!(failed.await.unwrap_err().code(), Some(ErrorCode::CorruptBatch));
+    let offsets: Vec<u64> = futures::future::join_all(rest).await.into_iter().map(|r| r.unwrap().offset).collect();
+    assert_eq!(offsets, (100..400).collect::<Vec<u64>>(), "dense, in order, after the gap");
+    let values: Vec<_> = shared.values("t", 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values.len(), 400);
+    assert_eq!(values[100], Bytes::from("b0"));
+}
+
+#[tokio::test]
+async fn an_idempotent_producer_refuses_a_window_above_five() {
+    let shared = fake_cluster::start().await;
+    let err = client_for(&shared, 1)
+        .producer(ProducerConfig { max_in_flight: 8, ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 5") && err.contains("idempotence"), "{err}");
+}

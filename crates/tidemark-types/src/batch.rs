@@ -256,6 +256,27 @@ impl RecordBatchBuilder {
     }
 }
 
+/// `seq + n` in the idempotent sequence space, which wraps from `i32::MAX` to 0.
+pub fn seq_add(seq: i32, n: u32) -> i32 {
+    ((seq as i64 + n as i64) % (i32::MAX as i64 + 1)) as i32
+}
+
+/// A copy of an encoded batch with a new idempotence stamp (producer id, epoch, base
+/// sequence) and its CRC recomputed. The producer uses it to renumber batches the
+/// server never wrote; the records stay byte for byte the same.
+pub fn restamp(batch: &[u8], producer: (i64, i16, i32)) -> Bytes {
+    let mut b = BytesMut::from(batch);
+    if b.len() < HEADER_LEN {
+        return b.freeze();
+    }
+    b[7..15].copy_from_slice(&producer.0.to_le_bytes());
+    b[15..17].copy_from_slice(&producer.1.to_le_bytes());
+    b[17..21].copy_from_slice(&producer.2.to_le_bytes());
+    let crc = crc32c::crc32c(&b[5..]);
+    b[1..5].copy_from_slice(&crc.to_le_bytes());
+    b.freeze()
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -339,6 +360,18 @@ mod tests {
         assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence, h.record_count), (7, 2, 40, 2));
         assert_eq!((h.first_timestamp, h.max_timestamp), (1000, 1005));
         assert_eq!(decode_records(&bytes).unwrap(), vec![rec(Some("k1"), "hello", 1000), rec(None, "", 1005)]);
+    }
+
+    #[test]
+    fn restamp_changes_only_the_stamp_and_crc() {
+        let mut b = RecordBatchBuilder::new();
+        b.push(rec(Some("k"), "v", 10));
+        let original = b.build(Some((7, 2, 40)));
+        let again = restamp(&original, (7, 3, 0));
+        let h = BatchHeader::validate(&again, &BatchLimits::default()).unwrap();
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 3, 0));
+        assert_eq!(again[HEADER_LEN..], original[HEADER_LEN..]);
+        assert_eq!(again, b.build(Some((7, 3, 0))));
     }
 
     #[test]

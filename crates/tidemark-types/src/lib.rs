@@ -7,7 +7,9 @@ pub mod error;
 pub mod names;
 pub mod partitioner;
 
-pub use batch::{decode_records, BatchError, BatchHeader, BatchLimits, Header, Record, RecordBatchBuilder};
+pub use batch::{
+    decode_records, restamp, seq_add, BatchError, BatchHeader, BatchLimits, Header, Record, RecordBatchBuilder,
+};
 pub use error::ErrorCode;
 pub use names::{NameError, TopicName};
 

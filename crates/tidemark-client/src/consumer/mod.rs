@@ -93,11 +93,10 @@ impl Consumer {
         let count = client.partition_count(topic).await?;
         let chosen = partitions.unwrap_or_else(|| (0..count).collect());
         if let Some(bad) = chosen.iter().find(|&&p| p >= count) {
-            return Err(ClientError::Server {
-                code: ErrorCode::UnknownPartition,
-                message: format!("topic {topic:?} has partitions 0..{count}; there is no partition {bad}"),
-                leader: None,
-            });
+            return Err(ClientError::server(
+                ErrorCode::UnknownPartition,
+                format!("topic {topic:?} has partitions 0..{count}; there is no partition {bad}"),
+            ));
         }
         let topic: Arc<str> = Arc::from(topic);
         let mut states = BTreeMap::new();

@@ -158,11 +158,13 @@ pub(crate) struct Batch {
     /// When the cluster first said it does not know the topic, for this batch.
     pub unknown_since: Option<Instant>,
     pub last_error: Option<ClientError>,
+    /// The idempotence stamp in `bytes`: (producer id, epoch, base sequence).
+    stamp: Option<(i64, i16, i32)>,
 }
 
 impl Batch {
     /// Encodes the records. `producer` is the idempotence stamp (id, epoch, base
-    /// sequence) once producer ids exist; `None` until then.
+    /// sequence), `None` for a producer without idempotence.
     pub(crate) fn seal(id: u64, records: Vec<PendingRecord>, producer: Option<(i64, i16, i32)>) -> Batch {
         let mut builder = RecordBatchBuilder::new();
         let mut acks = Vec::with_capacity(records.len());
@@ -174,7 +176,20 @@ impl Batch {
         }
         let bytes = builder.build(producer);
         let deadline = deadline.unwrap_or_else(Instant::now);
-        Batch { id, bytes, acks, deadline, unknown_since: None, last_error: None }
+        Batch { id, bytes, acks, deadline, unknown_since: None, last_error: None, stamp: producer }
+    }
+
+    /// The base sequence of an idempotent batch.
+    pub(crate) fn base_seq(&self) -> Option<i32> {
+        self.stamp.map(|s| s.2)
+    }
+
+    /// Renumbers a batch the server never wrote (the records stay the same bytes).
+    pub(crate) fn renumber(&mut self, seq: i32) {
+        if let Some((pid, epoch, _)) = self.stamp {
+            self.stamp = Some((pid, epoch, seq));
+            self.bytes = tidemark_types::restamp(&self.bytes, (pid, epoch, seq));
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -193,22 +208,25 @@ impl Batch {
         let mid = records.len() / 2;
         let mut acks = self.acks;
         let second_acks = acks.split_off(mid);
-        let half = |records: &[Record], acks: Vec<(Ack, Ticket)>| {
+        let stamp = self.stamp;
+        let half = |records: &[Record], acks: Vec<(Ack, Ticket)>, skip: usize| {
             let mut builder = RecordBatchBuilder::new();
             for r in records {
                 builder.push(r.clone());
             }
+            // The halves take the original's sequence range between them.
+            let stamp = stamp.map(|(pid, epoch, seq)| (pid, epoch, tidemark_types::seq_add(seq, skip as u32)));
             Batch {
                 id: self.id,
-                bytes: builder.build(None),
+                bytes: builder.build(stamp),
                 acks,
                 deadline: self.deadline,
                 unknown_since: self.unknown_since,
                 last_error: self.last_error.clone(),
+                stamp,
             }
         };
-        // Idempotence will stamp each half with its own base sequence here.
-        (half(&records[..mid], acks), Some(half(&records[mid..], second_acks)))
+        (half(&records[..mid], acks, 0), Some(half(&records[mid..], second_acks, mid)))
     }
 
     /// Resolves every record with its offset: the batch's records are consecutive.
@@ -336,6 +354,22 @@ mod tests {
         assert_eq!(offsets, vec![10, 11, 20, 21, 22]);
         let (one, _) = pending(&gauge, 1);
         assert!(Batch::seal(0, vec![one], None).split().1.is_none(), "a single record cannot be split");
+    }
+
+    #[tokio::test]
+    async fn idempotent_halves_and_renumbering_keep_the_sequence_range() {
+        let gauge = Arc::new(BufferGauge::default());
+        let (recs, _rxs): (Vec<_>, Vec<_>) = (0..5).map(|i| pending(&gauge, i + 1)).unzip();
+        let (a, b) = Batch::seal(0, recs, Some((9, 1, 100))).split();
+        let mut b = b.unwrap();
+        let header = |x: &Batch| tidemark_types::BatchHeader::read(&x.bytes).unwrap();
+        assert_eq!((header(&a).base_sequence, header(&b).base_sequence), (100, 102));
+        assert_eq!((header(&a).producer_id, header(&b).producer_epoch), (9, 1));
+        let records = tidemark_types::decode_records(&b.bytes).unwrap();
+        b.renumber(7);
+        assert_eq!((b.base_seq(), header(&b).base_sequence), (Some(7), 7));
+        assert_eq!(tidemark_types::decode_records(&b.bytes).unwrap(), records, "the records stay the same");
+        tidemark_types::BatchHeader::validate(&b.bytes, &Default::default()).expect("the CRC is recomputed");
     }
 
     #[tokio::test]

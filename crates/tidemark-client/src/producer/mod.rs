@@ -219,9 +219,19 @@ const MISSING_TOPIC_RECHECK: Duration = Duration::from_secs(1);
 async fn route(client: Client, config: ProducerConfig, mut rx: mpsc::UnboundedReceiver<RouterMsg>) {
     let mut topics: HashMap<Arc<str>, TopicState> = HashMap::new();
     let mut workers: HashMap<(Arc<str>, PartitionId), mpsc::UnboundedSender<WorkerMsg>> = HashMap::new();
+    let mut identity = None;
     while let Some(msg) = rx.recv().await {
         match msg {
             RouterMsg::Record { topic, partition, pending } => {
+                if config.idempotent && identity.is_none() {
+                    match register(&client, &config).await {
+                        Ok(id) => identity = Some(id),
+                        Err(e) => {
+                            pending.fail(e);
+                            continue;
+                        }
+                    }
+                }
                 let p = match resolve_partition(&client, &config, &mut topics, &topic, partition, &pending).await {
                     Ok(p) => p,
                     Err(e) => {
@@ -231,7 +241,7 @@ async fn route(client: Client, config: ProducerConfig, mut rx: mpsc::UnboundedRe
                 };
                 let worker = workers
                     .entry((topic.clone(), p))
-                    .or_insert_with(|| Worker::spawn(client.clone(), config.clone(), topic.clone(), p));
+                    .or_insert_with(|| Worker::spawn(client.clone(), config.clone(), topic.clone(), p, identity));
                 if let Err(mpsc::error::SendError(WorkerMsg::Record(pending))) = worker.send(WorkerMsg::Record(pending))
                 {
                     pending.fail(ClientError::Closed);
@@ -255,6 +265,18 @@ async fn route(client: Client, config: ProducerConfig, mut rx: mpsc::UnboundedRe
             }
         }
     }
+}
+
+/// Gets this producer's id and epoch from the cluster (once, before its first record).
+async fn register(client: &Client, config: &ProducerConfig) -> Result<(i64, i16)> {
+    let (id, epoch) = client.admin().init_producer(config.producer_name.as_deref()).await.map_err(|e| match e {
+        ClientError::Timeout { what, elapsed, last } => {
+            ClientError::Timeout { what: format!("{what} (idempotent producers register first)"), elapsed, last }
+        }
+        other => other,
+    })?;
+    tracing::debug!(producer_id = id, epoch, name = ?config.producer_name, "producer registered");
+    Ok((id, epoch))
 }
 
 /// The partition for a record, or why it cannot be routed (missing topic, bad explicit

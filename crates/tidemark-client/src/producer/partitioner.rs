@@ -58,11 +58,10 @@ pub(crate) fn choose_partition(
 ) -> Result<PartitionId, ClientError> {
     if let Some(p) = explicit {
         if p >= partitions {
-            return Err(ClientError::Server {
-                code: tidemark_types::ErrorCode::UnknownPartition,
-                message: format!("topic {topic:?} has partitions 0..{partitions}; there is no partition {p}"),
-                leader: None,
-            });
+            return Err(ClientError::server(
+                tidemark_types::ErrorCode::UnknownPartition,
+                format!("topic {topic:?} has partitions 0..{partitions}; there is no partition {p}"),
+            ));
         }
         return Ok(p);
     }

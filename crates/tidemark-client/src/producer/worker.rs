@@ -14,7 +14,16 @@
 //! cached leader doubtful). Without idempotence a batch after the failed one may already
 //! have been written, so order across a retry is guaranteed only with a window of 1;
 //! with idempotent sequence numbers the server rejects such out-of-order writes and this
-//! same drain-and-resend keeps order for any window.
+//! same drain-and-resend keeps order for any window. After a retry only the head batch
+//! is in flight until it is acknowledged, so the resent window does not race itself.
+//!
+//! Idempotence: each batch is stamped at seal time with (producer id, epoch, base
+//! sequence) and every retry resends those exact bytes, so the partition answers a
+//! repeat with the original offsets. When a batch failed for good without being written
+//! (a delivery timeout, a refused batch), the partition reports the gap as
+//! OutOfOrderSequence with the sequence it expects; the unwritten batches behind it are
+//! then renumbered from there (their CRC changes with the stamp, so the partition can
+//! never take a renumbered batch for one it already holds).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
@@ -25,7 +34,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::Future;
 use tidemark_proto::v1;
-use tidemark_types::PartitionId;
+use tidemark_types::{seq_add, ErrorCode, PartitionId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -65,6 +74,14 @@ pub(crate) struct Worker {
     /// Batch id -> how many parts of it are unresolved (a split batch has two).
     unresolved: BTreeMap<u64, usize>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
+    /// Idempotence: (producer id, epoch), the next sequence to stamp, the sequence after
+    /// the last acknowledged batch, and where to renumber from once the window drains.
+    identity: Option<(i64, i16)>,
+    next_seq: i32,
+    acked_next: i32,
+    renumber_from: Option<i32>,
+    /// After a retry, one batch at a time until one is acknowledged.
+    cautious: bool,
 }
 
 impl Worker {
@@ -73,6 +90,7 @@ impl Worker {
         config: ProducerConfig,
         topic: Arc<str>,
         partition: PartitionId,
+        identity: Option<(i64, i16)>,
     ) -> mpsc::UnboundedSender<WorkerMsg> {
         let (tx, rx) = mpsc::unbounded_channel();
         let backoff = client.backoff(partition as u64 ^ tidemark_types::partitioner::fnv1a64(topic.as_bytes()));
@@ -96,6 +114,11 @@ impl Worker {
             attempt: 0,
             unresolved: BTreeMap::new(),
             flushes: Vec::new(),
+            identity,
+            next_seq: 0,
+            acked_next: 0,
+            renumber_from: None,
+            cautious: false,
         };
         tokio::spawn(worker.run());
         tx
@@ -164,8 +187,9 @@ impl Worker {
     }
 
     fn enqueue(&mut self, records: Vec<PendingRecord>) {
-        // Idempotence will stamp (producer id, epoch, base sequence) here, once per batch.
-        let batch = Batch::seal(self.next_id, records, None);
+        let stamp = self.identity.map(|(pid, epoch)| (pid, epoch, self.next_seq));
+        self.next_seq = seq_add(self.next_seq, records.len() as u32);
+        let batch = Batch::seal(self.next_id, records, stamp);
         self.unresolved.insert(self.next_id, 1);
         self.next_id += 1;
         self.ready.push_back(batch);
@@ -173,7 +197,8 @@ impl Worker {
 
     /// Starts sends while the window has room and no retry is pending.
     fn launch(&mut self) {
-        while self.retry.is_none() && self.backoff_until.is_none() && self.inflight.len() < self.config.max_in_flight {
+        let window = if self.cautious { 1 } else { self.config.max_in_flight };
+        while self.retry.is_none() && self.backoff_until.is_none() && self.inflight.len() < window {
             let Some(batch) = self.ready.pop_front() else { break };
             if Instant::now() >= batch.deadline {
                 let last = batch.last_error.clone();
@@ -198,6 +223,10 @@ impl Worker {
                         "produce answer covers a different number of records than the batch");
                 }
                 self.backoff.reset();
+                self.cautious = false;
+                if let Some(seq) = batch.base_seq() {
+                    self.acked_next = seq_add(seq, batch.len() as u32);
+                }
                 let base = resp.base_offset;
                 self.resolve(batch, Ok(base));
             }
@@ -211,8 +240,11 @@ impl Worker {
             }
         }
         if self.inflight.is_empty() {
-            if let Some(retry) = self.retry.take() {
-                self.schedule_retry(retry).await;
+            match self.retry.take() {
+                Some(retry) => self.schedule_retry(retry).await,
+                // The batch that found the gap failed for good (its deadline passed): the
+                // next batch will find the gap again and renumber then.
+                None => self.renumber_from = None,
             }
         }
     }
@@ -220,7 +252,9 @@ impl Worker {
     /// `Ok` if the batch should be retried; else the error to fail it with.
     fn classify(&mut self, batch: &mut Batch, err: ClientError) -> std::result::Result<(), ClientError> {
         let now = Instant::now();
-        let retriable = if err.is_unknown_topic() {
+        let retriable = if batch.base_seq().is_some() && is_sequence_error(&err) {
+            self.resequence(batch, &err)
+        } else if err.is_unknown_topic() {
             // Lagging nodes learn about new topics a moment late: retry, but not forever.
             let since = *batch.unknown_since.get_or_insert(now);
             now.duration_since(since) < self.client.config().unknown_topic_timeout
@@ -241,6 +275,31 @@ impl Worker {
             self.attempt = self.attempt.wrapping_add(1);
         }
         Ok(())
+    }
+
+    /// Whether an idempotent batch refused for its sequence can go again. Behind an
+    /// earlier failed batch: yes, as is (it is judged again after that one). A stale
+    /// answer (the partition has since acknowledged later batches): yes, as is. A real
+    /// gap, or a partition that forgot this producer: yes, renumbered once the window
+    /// has drained.
+    fn resequence(&mut self, batch: &Batch, err: &ClientError) -> bool {
+        if self.retry.is_some() {
+            return true;
+        }
+        let expected = if err.code() == Some(ErrorCode::UnknownProducer) {
+            self.acked_next = 0;
+            0
+        } else {
+            match err.expected_sequence() {
+                Some(e) if e < self.acked_next => return true,
+                Some(e) => e,
+                None => return false,
+            }
+        };
+        tracing::debug!(topic = %self.topic, partition = self.partition, base_seq = ?batch.base_seq(), expected,
+            "sequence gap: renumbering the unwritten batches");
+        self.renumber_from = Some(expected);
+        true
     }
 
     /// A batch refused as too large is retried as two halves, so one oversized record
@@ -264,6 +323,14 @@ impl Worker {
         for batch in retry.into_iter().rev() {
             self.ready.push_front(batch);
         }
+        if let Some(mut seq) = self.renumber_from.take() {
+            for batch in self.ready.iter_mut() {
+                batch.renumber(seq);
+                seq = seq_add(seq, batch.len() as u32);
+            }
+            self.next_seq = seq;
+        }
+        self.cautious = true;
         if self.refresh_needed {
             self.refresh_needed = false;
             if let Err(e) = self.client.refresh_metadata().await {
@@ -310,8 +377,12 @@ impl Worker {
     }
 }
 
+fn is_sequence_error(e: &ClientError) -> bool {
+    matches!(e.code(), Some(ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducer))
+}
+
 fn is_size_error(e: &ClientError) -> bool {
-    matches!(e.code(), Some(tidemark_types::ErrorCode::RecordTooLarge | tidemark_types::ErrorCode::BatchTooLarge))
+    matches!(e.code(), Some(ErrorCode::RecordTooLarge | ErrorCode::BatchTooLarge))
 }
 
 /// One produce attempt to the partition's current leader (or, while none is known, a

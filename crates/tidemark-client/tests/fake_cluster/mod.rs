@@ -25,6 +25,9 @@ pub struct FakePartition {
     pub replicas: Vec<u64>,
     pub batches: Vec<(u64, Bytes)>,
     pub next: u64,
+    /// Idempotence, simplified: per producer id the batches it wrote here
+    /// (base sequence, record count, CRC, base offset).
+    pub producers: BTreeMap<i64, Vec<(i32, u32, u32, u64)>>,
 }
 
 #[derive(Debug)]
@@ -36,7 +39,10 @@ pub struct State {
     /// Errors the partition leader returns (before appending) to the next produce calls.
     pub produce_failures: VecDeque<Status>,
     pub produce_calls: u64,
+    /// Produce calls that append and then answer Unavailable, as if the answer was lost.
+    pub lost_acks: u32,
     pub limits: BatchLimits,
+    pub next_producer_id: i64,
 }
 
 pub struct Shared {
@@ -122,7 +128,9 @@ pub async fn start() -> Arc<Shared> {
         hints: true,
         produce_failures: VecDeque::new(),
         produce_calls: 0,
+        lost_acks: 0,
         limits: BatchLimits::default(),
+        next_producer_id: 0,
     };
     let shared = Arc::new(Shared { state: Mutex::new(state), addrs, appended: Notify::new() });
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -165,6 +173,24 @@ impl FakeNode {
     }
 }
 
+/// The server's idempotence rules, minus epochs and expiry: a repeat gets its original
+/// offsets, anything but the next sequence is out of order.
+fn check_sequence(p: &FakePartition, h: &BatchHeader) -> Result<Option<ProduceResponse>, Status> {
+    let Some(written) = p.producers.get(&h.producer_id).filter(|_| h.producer_id >= 0) else {
+        return Ok(None);
+    };
+    let same = |w: &&(i32, u32, u32, u64)| (w.0, w.1, w.2) == (h.base_sequence, h.record_count, h.crc);
+    if let Some(w) = written.iter().find(same) {
+        return Ok(Some(ProduceResponse { base_offset: w.3, last_offset: w.3 + w.1 as u64 - 1 }));
+    }
+    let expected = written.last().map_or(0, |w| w.0 + w.1 as i32);
+    if h.base_sequence != expected {
+        let s = status(ErrorCode::OutOfOrderSequence, format!("expected sequence {expected}"), None);
+        return Err(tidemark_proto::error::with_expected_sequence(s, expected));
+    }
+    Ok(None)
+}
+
 #[tonic::async_trait]
 impl Tidemark for FakeNode {
     async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
@@ -185,11 +211,24 @@ impl Tidemark for FakeNode {
             };
             status(code, e.to_string(), None)
         })?;
+        if let Some(dup) = check_sequence(p, &header)? {
+            return Ok(Response::new(dup));
+        }
         let base = p.next;
         p.next += header.record_count as u64;
         p.batches.push((base, req.batch));
+        if header.producer_id >= 0 {
+            let written = (header.base_sequence, header.record_count, header.crc, base);
+            p.producers.entry(header.producer_id).or_default().push(written);
+        }
         let last = p.next - 1;
+        let lost = st.lost_acks > 0;
+        st.lost_acks = st.lost_acks.saturating_sub(1);
         drop(st);
+        if lost {
+            self.shared.appended.notify_waiters();
+            return Err(status(ErrorCode::Unavailable, "the answer was lost", None));
+        }
         self.shared.appended.notify_waiters();
         Ok(Response::new(ProduceResponse { base_offset: base, last_offset: last }))
     }
@@ -312,5 +351,12 @@ impl Admin for FakeNode {
         let nodes =
             self.shared.addrs.iter().map(|(id, a)| NodeInfo { id: *id, address: a.clone(), alive: true }).collect();
         Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: st.metadata_leader }))
+    }
+
+    async fn init_producer(&self, _: Request<InitProducerRequest>) -> Result<Response<InitProducerResponse>, Status> {
+        self.metadata_leader_only()?;
+        let mut st = self.shared.state.lock().unwrap();
+        st.next_producer_id += 1;
+        Ok(Response::new(InitProducerResponse { producer_id: st.next_producer_id - 1, epoch: 0 }))
     }
 }
