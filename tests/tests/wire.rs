@@ -124,3 +124,84 @@ async fn bad_input_gets_clear_errors() {
     let r = produce(&c, "t", 0, batch(&["ok"])).await;
     assert_eq!(r.base_offset, 0, "rejected batches took no offsets");
 }
+
+/// Like `produce`, but returns a Tidemark error other than NotLeader / Unavailable.
+async fn try_produce(c: &InProcessCluster, topic: &str, b: Bytes) -> Result<ProduceResponse, tonic::Status> {
+    let mut target = 0usize;
+    for _ in 0..100 {
+        let req = ProduceRequest { topic: topic.into(), partition: 0, batch: b.clone() };
+        match c.data(target).produce(req).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if matches!(code_of(&s), Some(ErrorCode::NotLeader | ErrorCode::Unavailable) | None) => {
+                target = leader_of(&s).map_or((target + 1) % c.addrs.len(), |(id, _)| id as usize - 1);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => return Err(s),
+        }
+    }
+    panic!("could not produce to {topic}/0");
+}
+
+async fn init_producer(c: &InProcessCluster, name: &str) -> (i64, i16) {
+    for _ in 0..50 {
+        let leader = c.metadata_leader().await.unwrap();
+        match c.admin(leader).init_producer(InitProducerRequest { name: name.into() }).await {
+            Ok(r) => return (r.get_ref().producer_id, r.get_ref().epoch as i16),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("could not register producer {name:?}");
+}
+
+fn stamped(values: &[&str], producer: (i64, i16), seq: i32) -> Bytes {
+    let mut b = RecordBatchBuilder::new();
+    for v in values {
+        b.push(Record { value: Bytes::copy_from_slice(v.as_bytes()), ..Default::default() });
+    }
+    b.build(Some((producer.0, producer.1, seq)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_produce_dedups_and_names_each_sequence_error() {
+    let c = InProcessCluster::start(3).await.unwrap();
+    create(&c, "once", 1, 3).await;
+    let (a, b) = (init_producer(&c, "").await, init_producer(&c, "").await);
+    assert_ne!(a.0, b.0, "anonymous producers get distinct ids");
+
+    let first = stamped(&["a", "b"], a, 0);
+    let r = try_produce(&c, "once", first.clone()).await.unwrap();
+    assert_eq!((r.base_offset, r.last_offset), (0, 1));
+    let again = try_produce(&c, "once", first).await.unwrap();
+    assert_eq!((again.base_offset, again.last_offset), (0, 1), "a duplicate gets the original offsets");
+
+    let gap = try_produce(&c, "once", stamped(&["c"], a, 5)).await.unwrap_err();
+    assert_eq!(code_of(&gap), Some(ErrorCode::OutOfOrderSequence), "{gap:?}");
+    assert_eq!(tidemark_proto::error::expected_sequence_of(&gap), Some(2));
+    assert!(gap.message().contains("expected"), "{}", gap.message());
+
+    let unknown = try_produce(&c, "once", stamped(&["x"], b, 3)).await.unwrap_err();
+    assert_eq!(code_of(&unknown), Some(ErrorCode::UnknownProducer), "{unknown:?}");
+
+    let old = init_producer(&c, "billing").await;
+    try_produce(&c, "once", stamped(&["old"], old, 0)).await.unwrap();
+    let new = init_producer(&c, "billing").await;
+    assert_eq!((new.0, new.1), (old.0, old.1 + 1), "same name: same id, next epoch");
+    let fenced = try_produce(&c, "once", stamped(&["zombie"], old, 1)).await.unwrap_err();
+    assert_eq!(code_of(&fenced), Some(ErrorCode::ProducerFenced), "{fenced:?}");
+    try_produce(&c, "once", stamped(&["new"], new, 0)).await.unwrap();
+
+    let bad = try_produce(&c, "once", stamped(&["?"], (a.0, -1), 0)).await.unwrap_err();
+    assert_eq!(code_of(&bad), Some(ErrorCode::InvalidRequest), "{bad:?}");
+
+    let values: Vec<Bytes> = fetch_all(&c, "once").await;
+    assert_eq!(values, ["a", "b", "old", "new"].map(Bytes::from).to_vec(), "refused batches took no offsets");
+}
+
+async fn fetch_all(c: &InProcessCluster, topic: &str) -> Vec<Bytes> {
+    let leader = c.metadata_leader().await.unwrap();
+    let d = c.admin(leader).describe_topic(DescribeTopicRequest { name: topic.into() }).await.unwrap().into_inner();
+    let target = d.partitions[0].leader as usize - 1;
+    let req = FetchRequest { topic: topic.into(), partition: 0, offset: 0, max_bytes: 0, max_wait_ms: 0 };
+    let resp = c.data(target).fetch(req).await.unwrap().into_inner();
+    resp.batches.iter().flat_map(|b| decode_records(&b.batch).unwrap()).map(|r| r.value).collect()
+}
