@@ -5,6 +5,7 @@
 //! Output discipline: data goes to stdout (tables, JSON, records), everything else —
 //! logs, progress, errors — to stderr, so pipes see only data.
 
+mod bench;
 mod cluster;
 mod common;
 mod consume;
@@ -61,6 +62,9 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Load generators that measure the cluster (bounded in time; they stop by themselves).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -74,6 +78,7 @@ async fn main() -> ExitCode {
         Command::Produce(a) => produce::run(a).await,
         Command::Consume(a) => consume::run(a).await,
         Command::Cluster(c) => cluster::run(c).await,
+        Command::Bench(c) => bench::run(c).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
