@@ -2,4 +2,7 @@
 //! that regresses is caught by the exact fault schedule that found it.
 
 /// `(seed, what it found)`.
-pub const REGRESSION_SEEDS: &[(u64, &str)] = &[];
+pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (1, "partition 0 of the first topic shared Raft group 0 with the metadata group"),
+    (4, "a tailing Consumer::poll(300ms) hung for 30 s (SDK; the workload now drops the consumer)"),
+];

@@ -173,6 +173,7 @@ struct Summary {
     acked: u64,
     reads: u64,
     virtual_secs: f64,
+    anomalies: Vec<(u64, String)>,
 }
 
 fn run_all(source: Source, jobs: usize, cfg: &ScenarioConfig, args: &Args) -> Summary {
@@ -222,6 +223,7 @@ impl Summary {
         self.acked += r.stats.acked as u64;
         self.reads += r.stats.reads as u64;
         self.virtual_secs += r.stats.virtual_time.as_secs_f64();
+        self.anomalies.extend(r.stats.anomalies.iter().map(|a| (r.seed, a.clone())));
         if args.verbose || args.seed.is_some() {
             println!(
                 "seed {} fingerprint {:#018x}: {} nodes, {} acked, {} in flight, {} reads, faults {:?}",
@@ -258,5 +260,8 @@ impl Summary {
         );
         let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
         println!("faults exercised: {}", faults.join(" "));
+        if let Some((seed, first)) = self.anomalies.first() {
+            println!("anomalies (not failures): {}; first at seed {seed}: {first}", self.anomalies.len());
+        }
     }
 }

@@ -79,6 +79,8 @@ pub struct RunStats {
     pub reads: usize,
     pub faults: BTreeMap<&'static str, u32>,
     pub virtual_time: Duration,
+    /// See `History::anomalies`.
+    pub anomalies: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +236,7 @@ fn summarize(record: &RunRecord, trace: &Trace, stats: &mut RunStats) {
     stats.acked = h.sends.iter().filter(|s| s.acked_offset().is_some()).count();
     stats.in_flight = h.sends.len() - stats.acked;
     stats.reads = h.reads.len();
+    stats.anomalies = h.anomalies.clone();
     for ((topic, p), reads) in &h.final_log {
         trace.event(format!("final {topic}/{p}: {} records", reads.len()));
     }

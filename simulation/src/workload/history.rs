@@ -83,6 +83,9 @@ pub struct History {
     /// in delivery order. `Err` if it could not be read to its end.
     pub final_log: BTreeMap<(String, u32), Vec<Read>>,
     pub final_read_error: Option<String>,
+    /// Things the workloads worked around that are not invariant violations but should
+    /// not happen either (an SDK call that hung past its own timeout).
+    pub anomalies: Vec<String>,
 }
 
 impl History {

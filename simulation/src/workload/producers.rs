@@ -91,6 +91,7 @@ async fn produce_loop(id: u32, idempotent: bool, ctx: WorkloadCtx) {
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     producer.close().await;
+    ctx.trace.event(format!("p{id} closed after s{seq}"));
 }
 
 /// Records one outcome in the history and the trace.

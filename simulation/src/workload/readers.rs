@@ -12,6 +12,9 @@ use super::history::{record_value, ProducerInfo, Read};
 use super::producers::{client_config, producer_config, record_send};
 use super::{BoxFuture, TopicSpec, Workload, WorkloadCtx};
 
+/// How long one `poll(300ms)` may take before the tailer gives up on its consumer.
+const POLL_BOUND: Duration = Duration::from_secs(30);
+
 /// `count` consumers, each tailing one topic (round robin) from the beginning.
 pub struct Tailers {
     pub count: u32,
@@ -48,7 +51,16 @@ async fn tail(reader: String, topic: String, ctx: WorkloadCtx) {
             }
             continue;
         };
-        match c.poll(Duration::from_millis(300)).await {
+        // A poll must return within its timeout; a generous bound keeps a hung SDK call
+        // from hanging the run, and the trace records it.
+        let Ok(polled) = tokio::time::timeout(POLL_BOUND, c.poll(Duration::from_millis(300))).await else {
+            let note = format!("{reader}: Consumer::poll(300ms) did not return within {POLL_BOUND:?}");
+            ctx.trace.event(&note);
+            ctx.recorder.lock().anomalies.push(note);
+            consumer = None;
+            continue;
+        };
+        match polled {
             Ok(records) => {
                 let mut h = ctx.recorder.lock();
                 for r in records {
@@ -68,6 +80,7 @@ async fn tail(reader: String, topic: String, ctx: WorkloadCtx) {
             }
         }
     }
+    ctx.trace.event(format!("{reader} stopped"));
 }
 
 /// Reads every partition of every topic from the beginning to its end, within `limit`.
