@@ -33,6 +33,9 @@ pub fn partition_group(topic_id: u32, partition: PartitionId) -> GroupId {
     ((topic_id as u64 + 1) << 32) | partition as u64
 }
 
+/// Milliseconds since the Unix epoch, as carried in record timestamps.
+pub type TimestampMs = i64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +46,3 @@ mod tests {
         assert_ne!(partition_group(0, 1), partition_group(1, 1));
     }
 }
-
-/// Milliseconds since the Unix epoch, as carried in record timestamps.
-pub type TimestampMs = i64;

@@ -40,9 +40,9 @@ mod tests {
 
     #[test]
     fn slow_or_failed_probes_fail() {
-        let mut r = RunRecord::default();
-        r.liveness =
+        let liveness =
             Liveness { bound: Duration::from_secs(10), probes: vec![("t".into(), 0, Ok(Duration::from_secs(1)))] };
+        let mut r = RunRecord { liveness, ..Default::default() };
         assert_eq!(check(&r), Ok(()));
         r.liveness.probes.push(("t".into(), 1, Ok(Duration::from_secs(11))));
         assert!(check(&r).is_err());

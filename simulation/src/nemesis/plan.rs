@@ -76,10 +76,13 @@ fn secs(lo: f64, hi: f64) -> Duration {
     Duration::from_secs_f64(thread_rng().gen_range(lo..hi))
 }
 
+/// Draws one fault of a kind for `n` nodes, and how long it holds.
+type Draw = fn(usize) -> (Fault, Duration);
+
 /// Draws one timeline per enabled kind over `[0, until)` for a cluster of `n` nodes.
 pub fn plan(n: usize, cfg: NemesisConfig, until: Duration) -> Vec<Planned> {
     let mut out = Vec::new();
-    let kinds: [(bool, fn(usize) -> (Fault, Duration)); 5] = [
+    let kinds: [(bool, Draw); 5] = [
         (cfg.kill, draw_kill),
         (cfg.partition, draw_partition),
         (cfg.network, draw_network),
