@@ -4,5 +4,5 @@
 /// `(seed, what it found)`.
 pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (1, "partition 0 of the first topic shared Raft group 0 with the metadata group"),
-    (4, "a tailing Consumer::poll(300ms) hung for 30 s (SDK; the workload now drops the consumer)"),
+    (4, "Consumer::poll deadlocked: a metadata refresh waited for a lock held by its own unpolled fetch"),
 ];

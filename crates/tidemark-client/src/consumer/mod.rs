@@ -210,7 +210,7 @@ impl Consumer {
     /// Refreshes metadata and resets out-of-range positions before the next fetches.
     async fn prepare(&mut self) -> Result<()> {
         if std::mem::take(&mut self.refresh_needed) {
-            if let Err(e) = self.client.refresh_metadata().await {
+            if let Err(e) = self.client.refresh_metadata_unless_busy().await {
                 tracing::debug!(error = %e, "metadata refresh failed; fetching anyway");
             }
         }
