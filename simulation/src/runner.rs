@@ -67,6 +67,24 @@ pub struct Args {
     pub no_faults: bool,
 }
 
+/// The flags that change what a run does, so the replay command reproduces it exactly.
+fn replay_flags(args: &Args) -> String {
+    let mut flags = String::new();
+    if let Some(p) = &args.plant {
+        flags += &format!(" --plant {p}");
+    }
+    if args.chaos_secs != 20 {
+        flags += &format!(" --chaos-secs {}", args.chaos_secs);
+    }
+    if let Some(n) = args.nodes {
+        flags += &format!(" --nodes {n}");
+    }
+    if args.no_faults {
+        flags += " --no-faults";
+    }
+    flags
+}
+
 fn parse_range(s: &str) -> Result<Range<u64>, String> {
     let (a, b) = s.split_once("..").ok_or_else(|| format!("{s:?} is not START..END"))?;
     let a: u64 = a.parse().map_err(|_| format!("bad start in {s:?}"))?;
@@ -242,8 +260,7 @@ impl Summary {
         for v in &r.violations {
             println!("FAIL seed={} {v}", r.seed);
         }
-        let plant = args.plant.as_deref().map(|p| format!(" --plant {p}")).unwrap_or_default();
-        println!("  replay: RUST_LOG=debug scripts/simulate.sh --seed {} --verbose{plant}", r.seed);
+        println!("  replay: RUST_LOG=debug scripts/simulate.sh --seed {} --verbose{}", r.seed, replay_flags(args));
     }
 
     fn print(&self, args: &Args, wall: Duration) {
