@@ -214,6 +214,14 @@ impl Consumer {
                 tracing::debug!(error = %e, "metadata refresh failed; fetching anyway");
             }
         }
+        if self.partitions.values().any(|s| s.reset && !s.fetching) {
+            // Resolving a reset may refresh metadata, whose lock one of our in-flight
+            // fetches may hold; only we poll those, so let them finish first (each is
+            // bounded by its request timeout) rather than deadlock (chaos seed 1611).
+            while let Some(outcome) = self.inflight.next().await {
+                self.on_fetch(outcome)?;
+            }
+        }
         let reset_to = self.config.offset_reset;
         for (&p, state) in self.partitions.iter_mut().filter(|(_, s)| s.reset && !s.fetching) {
             let offset = start_offset(&self.client, &self.topic, p, reset_to).await?;
