@@ -21,3 +21,13 @@ MADSIM_TEST_NUM="${MADSIM_TEST_NUM:-20}" cargo test --locked -p tidemark-simulat
 
 echo "== determinism: one seed run twice must replay identically"
 MADSIM_TEST_SEED=1 MADSIM_TEST_CHECK_DETERMINISM=1 cargo test --locked -p tidemark-simulation --test smoke
+
+# The chaos simulation runs in release mode (scripts/simulate.sh builds it in $sim_target).
+simulate() { TIDEMARK_SIM_TARGET_DIR="$sim_target" ./scripts/simulate.sh "$@"; }
+echo "== chaos simulation: fixed seeds with the full nemesis, and every regression seed"
+simulate --seeds "${TIDEMARK_SIM_SEEDS:-0..300}" --regressions
+echo "== checker self-tests: each planted bug must be caught within 100 seeds"
+simulate --plant fsync-noop --seeds 0..100 --expect acked-durable
+simulate --plant skip-after-blank --seeds 0..100 --expect dense-identical-replicas
+echo "== determinism: the same seeds run twice give the same trace fingerprints"
+simulate --seeds 0..4 --check-determinism

@@ -1,18 +1,34 @@
 //! A simulated cluster: one madsim host per node, each running the production entry
 //! point on a memory engine the harness keeps across kills.
+//!
+//! ```text
+//!   harness ── owns ──> MemoryEngine[i] ── clone ──> node i incarnation 1, 2, ...
+//!      │                                             (Node::start, as the binary does)
+//!      └── remembers each incarnation's Broker, so checkers can look at replica state
+//! ```
+//!
+//! The harness, not the node, owns durability: `kill` is a power cut that throws away
+//! what the engine had not synced (or keeps a prefix of it: a torn tail), so what survives
+//! a restart is exactly what a real disk would have kept.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, NodeHandle};
+use madsim::task::NodeId as SimNodeId;
+use tidemark_broker::Broker;
 use tidemark_server::{Node, NodeConfig};
 use tidemark_storage::MemoryEngine;
+
+/// The broker of a node's current incarnation, set once `Node::start` returns.
+type BrokerSlot = Arc<Mutex<Option<Arc<Broker>>>>;
 
 pub struct SimCluster {
     pub handle: Handle,
     pub nodes: Vec<NodeHandle>,
     pub engines: Vec<MemoryEngine>,
     pub addrs: Vec<String>,
+    brokers: Vec<BrokerSlot>,
 }
 
 fn node_ip(i: usize) -> IpAddr {
@@ -26,6 +42,7 @@ impl SimCluster {
         let addrs: Vec<String> = (0..n).map(|i| format!("{}:9092", node_ip(i))).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let engines: Vec<MemoryEngine> = (0..n).map(|_| MemoryEngine::new()).collect();
+        let brokers: Vec<BrokerSlot> = (0..n).map(|_| BrokerSlot::default()).collect();
         let nodes = (0..n)
             .map(|i| {
                 let config = NodeConfig {
@@ -35,6 +52,7 @@ impl SimCluster {
                     ..Default::default()
                 };
                 let engine = engines[i].clone();
+                let slot = brokers[i].clone();
                 handle
                     .create_node()
                     .name(format!("node-{}", i + 1))
@@ -42,17 +60,27 @@ impl SimCluster {
                     .init(move || {
                         let config = config.clone();
                         let engine = engine.clone();
+                        let slot = slot.clone();
                         async move {
                             let node = Node::start(config, Arc::new(engine), std::future::pending())
                                 .await
                                 .expect("node starts");
+                            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(node.broker.clone());
                             let _ = node.wait().await;
                         }
                     })
                     .build()
             })
             .collect();
-        SimCluster { handle, nodes, engines, addrs }
+        SimCluster { handle, nodes, engines, addrs, brokers }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     /// A host for clients, outside the cluster.
@@ -60,14 +88,39 @@ impl SimCluster {
         self.handle.create_node().name(format!("client-{n}")).ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, n))).build()
     }
 
+    /// The madsim id of node `i` (0-based), for network faults.
+    pub fn sim_id(&self, i: usize) -> SimNodeId {
+        self.nodes[i].id()
+    }
+
     /// Kills node `i` (0-based) like a power cut: it loses every write it had not synced.
     pub fn kill(&self, i: usize) {
+        self.kill_torn(i, 0);
+    }
+
+    /// Kills node `i`, keeping the first `keep_unsynced` unsynced writes (a torn tail).
+    pub fn kill_torn(&self, i: usize, keep_unsynced: usize) {
         self.handle.kill(self.nodes[i].id());
-        self.engines[i].crash(0);
+        self.brokers[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.engines[i].crash(keep_unsynced);
     }
 
     pub fn restart(&self, i: usize) {
         self.handle.restart(self.nodes[i].id());
+    }
+
+    /// Freezes every task of node `i` (a GC pause, a stopped VM); its timers fire late.
+    pub fn pause(&self, i: usize) {
+        self.handle.pause(self.nodes[i].id());
+    }
+
+    pub fn resume(&self, i: usize) {
+        self.handle.resume(self.nodes[i].id());
+    }
+
+    /// The broker of node `i`'s running incarnation, once it has started.
+    pub fn broker(&self, i: usize) -> Option<Arc<Broker>> {
+        self.brokers[i].lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn bootstrap(&self) -> String {

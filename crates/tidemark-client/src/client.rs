@@ -122,6 +122,20 @@ impl Client {
         if self.metadata().generation != seen {
             return Ok(());
         }
+        self.refresh_locked().await
+    }
+
+    /// Like [`Self::refresh_metadata`], but returns at once if a refresh is under way.
+    /// For a caller that owns, unpolled, futures which may be the ones refreshing: the
+    /// consumer's in-flight fetches are not polled while it waits, so waiting for the
+    /// lock one of them holds would deadlock (found by the chaos simulation, seed 4).
+    pub(crate) async fn refresh_metadata_unless_busy(&self) -> Result<()> {
+        let Ok(_guard) = self.inner.refresh_lock.try_lock() else { return Ok(()) };
+        self.refresh_locked().await
+    }
+
+    /// The metadata RPC itself; the caller holds `refresh_lock`.
+    async fn refresh_locked(&self) -> Result<()> {
         let candidates = self.metadata().admin_candidates(&self.inner.config.bootstrap);
         let mut last = None;
         for addr in candidates {

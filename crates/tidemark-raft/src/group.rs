@@ -61,7 +61,9 @@ impl GroupContext {
     pub async fn start_group(&self, group: GroupId, logic: Box<dyn StateMachineLogic>) -> Result<Raft, String> {
         let store = LogStore::new(group, self.engine.clone(), self.flusher.clone());
         let network = NetworkFactory::new(group, self.pool.clone());
-        Raft::new(self.node_id, self.config.clone(), network, store, GroupStateMachine::new(logic))
+        let mut sm = GroupStateMachine::new(logic);
+        sm.skip_after_blank = crate::planted::skip_after_blank(group);
+        Raft::new(self.node_id, self.config.clone(), network, store, sm)
             .await
             .map_err(|e| format!("starting raft group {group:#x}: {e}"))
     }

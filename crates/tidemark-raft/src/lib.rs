@@ -7,6 +7,7 @@ pub mod flusher;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod planted;
 pub mod runtime;
 pub mod state_machine;
 pub mod transport;

@@ -35,11 +35,20 @@ pub struct GroupStateMachine {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     current: Option<Snapshot>,
+    /// A planted bug for the simulation's self-tests; see [`crate::planted`]. Always false
+    /// outside them.
+    pub(crate) skip_after_blank: bool,
 }
 
 impl GroupStateMachine {
     pub fn new(logic: Box<dyn StateMachineLogic>) -> Self {
-        GroupStateMachine { logic, last_applied: None, membership: StoredMembership::default(), current: None }
+        GroupStateMachine {
+            logic,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            current: None,
+            skip_after_blank: false,
+        }
     }
 
     fn build(&mut self) -> Snapshot {
@@ -72,16 +81,19 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
         let mut last = None;
+        let mut after_blank = false;
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let response = match &entry.payload {
                 EntryPayload::Blank => CommandResponse::default(),
+                EntryPayload::Normal(_) if self.skip_after_blank && after_blank => CommandResponse::default(),
                 EntryPayload::Normal(cmd) => self.logic.apply(log_id.index(), cmd),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(log_id), m.clone());
                     CommandResponse::default()
                 }
             };
+            after_blank = matches!(entry.payload, EntryPayload::Blank);
             last = Some(log_id.index());
             self.last_applied = Some(log_id);
             if let Some(r) = responder {

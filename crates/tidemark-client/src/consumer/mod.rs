@@ -209,8 +209,16 @@ impl Consumer {
     /// Refreshes metadata and resets out-of-range positions before the next fetches.
     async fn prepare(&mut self) -> Result<()> {
         if std::mem::take(&mut self.refresh_needed) {
-            if let Err(e) = self.client.refresh_metadata().await {
+            if let Err(e) = self.client.refresh_metadata_unless_busy().await {
                 tracing::debug!(error = %e, "metadata refresh failed; fetching anyway");
+            }
+        }
+        if self.partitions.values().any(|s| s.reset && !s.fetching) {
+            // Resolving a reset may refresh metadata, whose lock one of our in-flight
+            // fetches may hold; only we poll those, so let them finish first (each is
+            // bounded by its request timeout) rather than deadlock (chaos seed 1611).
+            while let Some(outcome) = self.inflight.next().await {
+                self.on_fetch(outcome)?;
             }
         }
         let reset_to = self.config.offset_reset;

@@ -1,6 +1,6 @@
-//! Workloads that drive a cluster through the real SDK, shared by the simulation and the
-//! real-process tests. Each returns what the cluster acknowledged, so checkers can hold
-//! the cluster to it afterwards.
+//! The simple workload the smoke test and the real-process tests share: one producer,
+//! one full read, and an acknowledged-loss assertion that panics. The chaos scenario uses
+//! the recording producers and readers next to this file instead.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

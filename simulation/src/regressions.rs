@@ -1,0 +1,9 @@
+//! Seeds that once found a bug in the product. The CI run always includes them, so a fix
+//! that regresses is caught by the exact fault schedule that found it.
+
+/// `(seed, what it found)`.
+pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (1, "partition 0 of the first topic shared Raft group 0 with the metadata group"),
+    (4, "Consumer::poll deadlocked: a metadata refresh waited for a lock held by its own unpolled fetch"),
+    (1611, "Consumer::poll deadlocked the same way while resolving an offset reset"),
+];
