@@ -171,6 +171,7 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
 
     let workloads: Vec<Box<dyn Workload>> = vec![
         Box::new(Producers { first_id: 1, count: 3, idempotent: IDEMPOTENT_PRODUCERS }),
+        Box::new(Producers { first_id: 4, count: 1, idempotent: false }),
         Box::new(Tailers { count: 2 }),
     ];
     let running: Vec<_> = workloads.iter().map(|w| host.spawn(w.run(ctx.clone()))).collect();

@@ -10,11 +10,9 @@ use tidemark_client::{Client, ClientConfig, ProducerConfig, ProducerRecord};
 use super::history::{record_value, Outcome, ProducerInfo, Send};
 use super::{BoxFuture, Workload, WorkloadCtx};
 
-/// THE switch for idempotent producers. The SDK on this branch has no idempotent
-/// producer yet, so the workload runs plain producers and the no-duplicates checker has
-/// nothing to judge. After the idempotent producer is merged: set this to `true` and set
-/// `idempotent: IDEMPOTENT_PRODUCERS` in [`producer_config`]; the checkers need no change.
-pub const IDEMPOTENT_PRODUCERS: bool = false;
+/// Whether the main producers are idempotent (the SDK's default). The scenario also runs
+/// one plain producer, so the retry path without sequence numbers stays exercised.
+pub const IDEMPOTENT_PRODUCERS: bool = true;
 
 /// How the simulation's clients talk to the cluster: shorter timeouts than the defaults so
 /// a request stuck behind a clogged link is retried within the run.
@@ -31,6 +29,7 @@ pub fn client_config(bootstrap: &[String]) -> ClientConfig {
 pub fn producer_config(idempotent: bool, delivery_timeout: Duration) -> ProducerConfig {
     ProducerConfig {
         max_in_flight: if idempotent { 5 } else { 1 },
+        idempotent,
         delivery_timeout,
         linger: Duration::from_millis(2),
         ..ProducerConfig::default()
