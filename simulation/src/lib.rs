@@ -14,6 +14,8 @@
 
 pub mod checkers;
 #[cfg(madsim)]
+mod chunks;
+#[cfg(madsim)]
 pub mod harness;
 #[cfg(madsim)]
 pub mod nemesis;

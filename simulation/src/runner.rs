@@ -128,6 +128,9 @@ pub fn main_with(args: Args) -> i32 {
         // Panics inside a run are reported as violations; keep their backtraces quiet.
         std::panic::set_hook(Box::new(|_| {}));
     }
+    if let Some(code) = crate::chunks::run_chunked(&args) {
+        return code;
+    }
     let cfg = ScenarioConfig {
         nodes: args.nodes,
         chaos: Duration::from_secs(args.chaos_secs),
