@@ -232,6 +232,17 @@ impl Broker {
         let wait = Duration::from_millis(self.cfg.timing.election_max_ms * 2);
         match tokio::time::timeout(wait, r.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex)).await {
             Ok(Ok(_)) => {
+                // A leader restored on restart reads with the read index of its old term
+                // while its commit point is still being relearned, so ReadIndex alone can
+                // serve a prefix of the committed log (a whole-cluster kill -9 test saw
+                // the newest acknowledged records missing). Everything committed is in the
+                // leader's log, so the first read of a term also waits until the whole
+                // log is applied.
+                let last = r.raft.metrics().borrow_watched().last_log_index;
+                if r.raft.wait(Some(wait)).applied_index_at_least(last, "applied up to the leader's log").await.is_err()
+                {
+                    return Err(BrokerError::Unavailable(format!("{what}: the leader is still applying its log")));
+                }
                 r.read_term.store(term, Ordering::Release);
                 Ok(r)
             }
