@@ -1,13 +1,13 @@
 //! Produce, fetch and offset lookups: the data path.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::RaftError;
 use openraft::impls::ProgressResponder;
 use tidemark_raft::log_store::read_entries;
 use tidemark_raft::TypeConfig;
-use tidemark_types::{BatchHeader, Offset, PartitionId, TimestampMs};
+use tidemark_types::{now_ms, BatchHeader, Offset, PartitionId, TimestampMs};
 
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
@@ -187,11 +187,6 @@ impl Broker {
         };
         Ok((offset, st.log_start_offset, st.next_offset))
     }
-}
-
-/// The leader's clock, stamped into append commands (simulated time under madsim).
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Turns the state machine's verdict into produce's answer.

@@ -38,6 +38,12 @@ pub fn partition_group(topic_id: u32, partition: PartitionId) -> GroupId {
 /// Milliseconds since the Unix epoch, as carried in record timestamps.
 pub type TimestampMs = i64;
 
+/// Now, in milliseconds since the Unix epoch, from the system clock (simulated time under
+/// madsim). The SDK stamps records with it; a partition leader stamps append commands.
+pub fn now_ms() -> TimestampMs {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

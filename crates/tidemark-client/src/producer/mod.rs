@@ -22,10 +22,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tidemark_types::{Header, PartitionId, Record};
+use tidemark_types::{now_ms, Header, PartitionId, Record};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -190,11 +190,6 @@ impl Producer {
         self.shared.closed.store(true, Ordering::Release);
         self.flush().await;
     }
-}
-
-/// Milliseconds since the epoch from the system clock (simulated under madsim).
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What the router knows about a topic.
