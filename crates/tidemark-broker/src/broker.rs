@@ -23,6 +23,7 @@ use tidemark_types::{BatchLimits, GroupId, NodeId, Offset, PartitionId, METADATA
 use crate::error::{BrokerError, Result};
 use crate::meta::{MetaLogic, MetaShared, TopicMeta};
 use crate::partition::PartitionShared;
+use crate::sequencer::Sequencer;
 
 /// What a node needs to know to run its broker.
 #[derive(Debug, Clone)]
@@ -47,10 +48,9 @@ pub struct Replica {
     pub shared: Arc<PartitionShared>,
     /// The term in which this node last confirmed it may serve reads (0: never).
     pub read_term: AtomicU64,
-    /// Held while a produce is handed to Raft, so batches enter the log in the order
-    /// their requests reached this node: an idempotent producer's pipelined batches then
-    /// do not overtake each other and get refused as out of order.
-    pub produce_order: tokio::sync::Mutex<()>,
+    /// Held while a produce is handed to Raft, so batches enter the log in order; it
+    /// also keeps an idempotent producer's pipelined batches in sequence order.
+    pub produce_order: Sequencer,
 }
 
 pub struct Broker {

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod partition;
 pub mod producers;
 mod reconcile;
+pub mod sequencer;
 pub mod signal;
 
 pub use admin::{ClusterView, NodeStatus};

@@ -13,6 +13,7 @@ use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::meta::{MetaCommand, MetaResponse};
 use crate::partition::{append_command, batch_of, AppendResult, IndexEntry};
+use crate::sequencer::applied_next;
 
 /// Where a ListOffsets request starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,8 @@ impl Broker {
         let (responder, answer) = ProgressResponder::<TypeConfig, _>::complete_only();
         {
             // Only the hand-over is ordered; commits are awaited concurrently.
-            let _order = replica.produce_order.lock().await;
+            let applied = || applied_next(&replica.shared.read().producers, header.producer_id);
+            let _order = replica.produce_order.admit(&header, applied).await;
             replica
                 .raft
                 .client_write_ff(command, Some(responder))
