@@ -36,7 +36,7 @@ mod producer;
 pub use admin::{Admin, ClusterStatus, NodeStatus, PartitionDescription, TopicDescription};
 pub use backoff::Backoff;
 pub use client::Client;
-pub use config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition};
+pub use config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition, DEFAULT_MAX_BATCH_BYTES};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
