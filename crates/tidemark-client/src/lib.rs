@@ -30,6 +30,7 @@ mod config;
 mod connections;
 mod consumer;
 mod error;
+mod groups;
 mod metadata;
 mod producer;
 
@@ -39,6 +40,10 @@ pub use client::Client;
 pub use config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
+pub use groups::{
+    GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing, GroupMemberDescription, GroupMode,
+    GroupPartitionDescription, GroupSettings,
+};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use tidemark_types::{ErrorCode, Header, NodeId, PartitionId, Record};
 
@@ -62,6 +67,7 @@ mod tests {
         shared::<Admin>();
         shared::<Producer>();
         send::<Consumer>();
+        send::<GroupConsumer>();
         send::<DeliveryFuture>();
         shared::<ClientError>();
     }

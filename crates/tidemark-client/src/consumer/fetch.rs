@@ -50,7 +50,7 @@ pub(super) async fn fetch_once(
 
 /// ListOffsets against the partition's leader, following leader changes and retrying
 /// retriable errors for up to `operation_timeout`.
-pub(super) async fn list_offsets(
+pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
     partition: PartitionId,
