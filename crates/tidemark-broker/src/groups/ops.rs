@@ -39,7 +39,7 @@ impl Broker {
             return Err(shared_unsupported(name));
         }
         let cmd = GroupCommand::Create { name: name.into(), config, topics };
-        match self.group_write(name, cmd).await? {
+        match self.group_write(name, "", cmd).await? {
             GroupResponse::Created(g) => Ok(*g),
             other => Err(unexpected(other)),
         }
@@ -56,7 +56,7 @@ impl Broker {
     /// Deletes a group without members, and with it the meaning of its committed offsets
     /// (a group created again under the name gets a new id and starts afresh).
     pub async fn delete_group(&self, name: &str) -> Result<()> {
-        match self.group_write(name, GroupCommand::Delete { name: name.into() }).await? {
+        match self.group_write(name, "", GroupCommand::Delete { name: name.into() }).await? {
             GroupResponse::Deleted => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -80,6 +80,7 @@ impl Broker {
             return Err(BrokerError::InvalidRequest("a client id has at most 255 bytes".into()));
         }
         let client_id = if client_id.is_empty() { "member" } else { client_id };
+        let known = member_id.clone().unwrap_or_default();
         let cmd = GroupCommand::Join {
             group: group.into(),
             member_id,
@@ -87,7 +88,7 @@ impl Broker {
             topics,
             create: create.then(GroupConfig::default),
         };
-        match self.group_write(group, cmd).await? {
+        match self.group_write(group, &known, cmd).await? {
             GroupResponse::Joined { group_id, member_id, assignment } => {
                 self.sessions.touch(self.meta_term(), group, &member_id);
                 let config = self.describe_group(group).map(|g| g.config).unwrap_or_default();
@@ -112,7 +113,7 @@ impl Broker {
 
     pub async fn leave_group(&self, group: &str, member: &str) -> Result<()> {
         let cmd = GroupCommand::Leave { group: group.into(), members: vec![member.into()] };
-        match self.group_write(group, cmd).await? {
+        match self.group_write(group, member, cmd).await? {
             GroupResponse::Done => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -126,13 +127,9 @@ impl Broker {
         partitions: Vec<(String, u32, u64)>,
     ) -> Result<()> {
         let cmd = GroupCommand::Release { group: group.into(), member: member.into(), partitions };
-        match self.group_write(group, cmd).await {
-            Ok(GroupResponse::Done) => Ok(()),
-            Ok(GroupResponse::Rejected(GroupReject::UnknownMember)) => {
-                Err(BrokerError::UnknownMember { group: group.into(), member: member.into() })
-            }
-            Ok(other) => Err(unexpected(other)),
-            Err(e) => Err(e),
+        match self.group_write(group, member, cmd).await? {
+            GroupResponse::Done => Ok(()),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -222,17 +219,17 @@ impl Broker {
     }
 
     /// A group write through the metadata group, with the refusals of apply turned into
-    /// errors.
-    async fn group_write(&self, group: &str, cmd: GroupCommand) -> Result<GroupResponse> {
+    /// errors (naming `member`, when the command is about one).
+    async fn group_write(&self, group: &str, member: &str, cmd: GroupCommand) -> Result<GroupResponse> {
         match self.meta_write(MetaCommand::Group(cmd)).await? {
-            MetaResponse::Group(GroupResponse::Rejected(r)) => Err(reject_error(group, r)),
+            MetaResponse::Group(GroupResponse::Rejected(r)) => Err(reject_error(group, member, r)),
             MetaResponse::Group(r) => Ok(r),
             other => Err(BrokerError::Internal(format!("a group command answered {other:?}"))),
         }
     }
 }
 
-fn reject_error(group: &str, r: GroupReject) -> BrokerError {
+fn reject_error(group: &str, member: &str, r: GroupReject) -> BrokerError {
     let group = group.to_string();
     match r {
         GroupReject::UnknownGroup => BrokerError::UnknownGroup { group },
@@ -245,7 +242,7 @@ fn reject_error(group: &str, r: GroupReject) -> BrokerError {
         GroupReject::WrongMode(GroupMode::Partitioned) => {
             BrokerError::InvalidRequest(format!("group {group:?} is a partitioned group; consume without --shared"))
         }
-        GroupReject::UnknownMember => BrokerError::UnknownMember { group, member: String::new() },
+        GroupReject::UnknownMember => BrokerError::UnknownMember { group, member: member.into() },
     }
 }
 
