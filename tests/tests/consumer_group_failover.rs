@@ -199,4 +199,18 @@ async fn members_survive_a_metadata_leader_failover() {
     }
     let d = client.admin().describe_group("g").await.unwrap();
     assert!(d.partitions.iter().all(|p| p.lag == Some(0)), "everything committed: {:?}", d.partitions);
+
+    // A new member resumes from the committed offsets: nothing to read.
+    let mut config = GroupConsumerConfig::new("g", ["f"]);
+    config.auto_commit = false;
+    let mut late = client.group_consumer(config.clone()).await.unwrap();
+    assert!(late.poll(Duration::from_millis(800)).await.unwrap().is_empty(), "resumed at the committed end");
+    late.close().await.unwrap();
+    // Replay: reset to the beginning, and a member reads everything again.
+    let reset = client.admin().reset_offsets("g", ::tidemark_client::StartPosition::Earliest).await.unwrap();
+    assert!(reset.iter().all(|(_, _, o)| *o == 0), "{reset:?}");
+    let mut replay = vec![client.group_consumer(config).await.unwrap()];
+    let mut again = BTreeSet::new();
+    drain(&mut replay, &mut again, seen.len()).await;
+    assert_eq!(again, seen, "the reset replays the whole log");
 }
