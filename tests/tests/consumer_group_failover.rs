@@ -1,6 +1,7 @@
 //! Consumer groups across failures, on three in-process nodes over real gRPC:
 //! - the wire-level handover protocol and commit fencing (a member that released a
 //!   partition can no longer commit to it);
+//! - a member that stops polling loses a revoking partition after the rebalance timeout;
 //! - a metadata-leader failover: members keep their membership (the new leader gives
 //!   every member a fresh session) and keep consuming; committed offsets survive.
 
@@ -213,4 +214,38 @@ async fn members_survive_a_metadata_leader_failover() {
     let mut again = BTreeSet::new();
     drain(&mut replay, &mut again, seen.len()).await;
     assert_eq!(again, seen, "the reset replays the whole log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_polling_loses_a_revoking_partition_after_the_rebalance_timeout() {
+    let c = InProcessCluster::start(3).await.unwrap();
+    let client = Client::new(ClientConfig::new(c.addrs.clone())).unwrap();
+    client.admin().create_topic("s", 2, 3, 0, 0).await.unwrap();
+    let settings = GroupSettings {
+        session_timeout: Some(Duration::from_millis(3_000)),
+        heartbeat_interval: Some(Duration::from_millis(200)),
+        rebalance_timeout: Some(Duration::from_millis(1_500)),
+        ..Default::default()
+    };
+    client.admin().create_group("g", &["s".to_string()], &settings).await.unwrap();
+    produce(&client, "s", 0..100).await;
+    let mut stuck = client.group_consumer(GroupConsumerConfig::new("g", ["s"])).await.unwrap();
+    assert_eq!(stuck.assignment().len(), 2);
+    assert!(!stuck.poll(Duration::from_secs(2)).await.unwrap().is_empty());
+    // `stuck` stops polling now; its heartbeats go on in the background.
+    let started = tokio::time::Instant::now();
+    let mut other = client.group_consumer(GroupConsumerConfig::new("g", ["s"])).await.unwrap();
+    while other.assignment().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(15), "the stuck handover never completed");
+        other.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1_000), "the handover waited for the rebalance timeout");
+    let d = client.admin().describe_group("g").await.unwrap();
+    assert_eq!(d.members.len(), 2, "the slow member is still alive: {:?}", d.members);
+    stuck.poll(Duration::from_millis(300)).await.unwrap();
+    assert_eq!(stuck.assignment().len(), 1, "the slow member learns it lost the partition");
+    assert_ne!(stuck.assignment(), other.assignment());
+    stuck.commit().await.expect("commits of what it still owns are accepted");
+    stuck.close().await.unwrap();
+    other.close().await.unwrap();
 }

@@ -70,6 +70,10 @@ pub struct CreateArgs {
     /// How often members heartbeat; at most a third of the session timeout [default: 1000].
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
+    /// How long a member may take to commit and release a partition that moves to another
+    /// member before it moves anyway [default: 30000].
+    #[arg(long)]
+    pub rebalance_timeout_ms: Option<u64>,
     /// Shared mode: how long a delivered record stays leased [default: 30000].
     #[arg(long)]
     pub lock_ms: Option<u64>,
@@ -168,6 +172,7 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         redelivery_backoff: None,
         dead_letter_topic: a.dead_letter_topic,
         ttl: ms(a.ttl_ms),
+        rebalance_timeout: ms(a.rebalance_timeout_ms),
     };
     let admin = a.client.client()?.admin();
     admin.create_group(&a.name, &a.topic, &settings).await.with_context(|| format!("creating group {}", a.name))?;

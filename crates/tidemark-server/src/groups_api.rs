@@ -29,6 +29,7 @@ pub fn config_from_wire(c: Option<pb::GroupConfig>) -> GroupConfig {
         redelivery_backoff_ms: c.redelivery_backoff_ms,
         dead_letter_topic: Some(c.dead_letter_topic).filter(|t| !t.is_empty()),
         ttl_ms: c.ttl_ms,
+        rebalance_timeout_ms: or(c.rebalance_timeout_ms, d.rebalance_timeout_ms),
     }
 }
 
@@ -49,6 +50,7 @@ fn config_to_wire(c: &GroupConfig) -> pb::GroupConfig {
         redelivery_backoff_ms: c.redelivery_backoff_ms,
         dead_letter_topic: c.dead_letter_topic.clone().unwrap_or_default(),
         ttl_ms: c.ttl_ms,
+        rebalance_timeout_ms: c.rebalance_timeout_ms,
     }
 }
 

@@ -42,6 +42,13 @@ pub enum GroupCommand {
         /// (topic, partition, generation it owned them under)
         partitions: Vec<(String, u32, u64)>,
     },
+    /// The metadata leader saw these partitions revoking for longer than the rebalance
+    /// timeout: they move without their owner's release (its commits are fenced).
+    ForceRelease {
+        group: String,
+        /// (topic, partition, generation of the stuck owner)
+        partitions: Vec<(String, u32, u64)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +128,19 @@ impl MetaState {
                 }
                 for (topic, partition, generation) in partitions {
                     complete_move(g, &(topic, partition), &member, generation);
+                }
+                rebalance(g, &counts);
+                GroupResponse::Done
+            }
+            GroupCommand::ForceRelease { group, partitions } => {
+                let counts = self.partition_counts();
+                let Some(g) = self.groups.get_mut(&group) else { return reject(GroupReject::UnknownGroup) };
+                for (topic, partition, generation) in partitions {
+                    let key = (topic, partition);
+                    let owner = g.assignments.get(&key).and_then(|a| a.owner.clone());
+                    if let Some(owner) = owner {
+                        complete_move(g, &key, &owner, generation);
+                    }
                 }
                 rebalance(g, &counts);
                 GroupResponse::Done

@@ -78,6 +78,26 @@ fn revoke_then_release_hands_partitions_over_with_new_generations() {
 }
 
 #[test]
+fn a_forced_release_moves_a_stuck_partition_and_fences_the_owner() {
+    let mut r = Replica::new();
+    r.topic("t", 2);
+    let a = r.join("g", "x");
+    let b = r.join("g", "x");
+    let stuck = r.assignment("g", &a).into_iter().find(|p| p.revoking).unwrap();
+    let force = |generation| GroupCommand::ForceRelease {
+        group: "g".into(),
+        partitions: vec![(stuck.topic.clone(), stuck.partition, generation)],
+    };
+    assert_eq!(r.group(force(stuck.generation + 1)), GroupResponse::Done);
+    assert!(r.assignment("g", &b).is_empty(), "a force for another generation changes nothing");
+    assert_eq!(r.group(force(stuck.generation)), GroupResponse::Done);
+    let moved = r.assignment("g", &b);
+    assert_eq!(moved.len(), 1);
+    assert!(moved[0].generation > stuck.generation, "the old owner's generation is fenced");
+    assert_eq!(r.assignment("g", &a).len(), 1);
+}
+
+#[test]
 fn an_expired_member_is_removed_and_its_partitions_move_at_once() {
     let mut r = Replica::new();
     r.topic("t", 3);

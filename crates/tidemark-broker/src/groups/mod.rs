@@ -57,6 +57,10 @@ pub struct GroupConfig {
     pub dead_letter_topic: Option<String>,
     /// Shared mode: records older than this are not delivered (0: no limit).
     pub ttl_ms: i64,
+    /// How long a live owner may take to commit and release a revoking partition. After
+    /// that the partition moves anyway (the owner is fenced), so a member whose
+    /// application stopped polling cannot hold a handover up forever.
+    pub rebalance_timeout_ms: u32,
 }
 
 impl Default for GroupConfig {
@@ -70,6 +74,7 @@ impl Default for GroupConfig {
             redelivery_backoff_ms: 0,
             dead_letter_topic: None,
             ttl_ms: 0,
+            rebalance_timeout_ms: 30_000,
         }
     }
 }
@@ -93,6 +98,13 @@ impl GroupConfig {
             return bad(format!(
                 "heartbeat interval {} ms must be positive and at most a third of the session timeout ({} ms)",
                 self.heartbeat_interval_ms, self.session_timeout_ms
+            ));
+        }
+        if self.rebalance_timeout_ms < self.heartbeat_interval_ms.saturating_mul(2) {
+            return bad(format!(
+                "rebalance timeout {} ms must be at least two heartbeat intervals ({} ms)",
+                self.rebalance_timeout_ms,
+                self.heartbeat_interval_ms.saturating_mul(2)
             ));
         }
         if self.lock_ms == 0 {
@@ -203,6 +215,8 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("dead-letter"));
         assert!(GroupConfig { max_delivery_attempts: 0, ..Default::default() }.validate().is_err());
         assert!(GroupConfig { ttl_ms: -1, ..Default::default() }.validate().is_err());
+        let c = GroupConfig { rebalance_timeout_ms: 1_500, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("rebalance timeout"));
         assert!(validate_group_name("billing.v2").is_ok());
         assert!(validate_group_name("").is_err() && validate_group_name("a/b").is_err());
     }

@@ -2,6 +2,9 @@
 //! When a session expires the leader proposes the member's removal. A new leader knows
 //! nothing of the old one's clock, so it gives every member a fresh session timeout
 //! (the map belongs to one leader term and is emptied when the term changes).
+//!
+//! The same clock bounds handovers: a partition revoking for longer than the group's
+//! rebalance timeout (its owner is alive but does not release it) is moved anyway.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,19 +29,30 @@ pub struct Sessions {
     read_term: AtomicU64,
 }
 
+/// A partition being revoked: (group, topic, partition, owner's generation).
+type Revoke = (String, String, u32, u64);
+/// Stuck partitions by group: (topic, partition, owner's generation).
+type StuckByGroup = Vec<(String, Vec<(String, u32, u64)>)>;
+
 #[derive(Default)]
 struct SessionMap {
     term: u64,
     last_seen: HashMap<(String, String), Instant>,
+    revoking_since: HashMap<Revoke, Instant>,
 }
 
 impl SessionMap {
     fn for_term(&mut self, term: u64) -> &mut HashMap<(String, String), Instant> {
+        self.new_term(term);
+        &mut self.last_seen
+    }
+
+    fn new_term(&mut self, term: u64) {
         if self.term != term {
             self.term = term;
             self.last_seen.clear();
+            self.revoking_since.clear();
         }
-        &mut self.last_seen
     }
 }
 
@@ -66,6 +80,28 @@ impl Sessions {
                 match out.last_mut() {
                     Some((g, ms)) if g == group => ms.push(member.clone()),
                     _ => out.push((group.clone(), vec![member.clone()])),
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Sessions {
+    /// Revoking partitions whose owner has held them past `timeout`, by group. A
+    /// partition seen revoking for the first time in this term starts its clock now.
+    fn stuck(&self, term: u64, revoking: &[(Revoke, Duration)], now: Instant) -> StuckByGroup {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.new_term(term);
+        map.revoking_since.retain(|k, _| revoking.iter().any(|(r, _)| r == k));
+        let mut out: StuckByGroup = Vec::new();
+        for (key, timeout) in revoking {
+            let since = *map.revoking_since.entry(key.clone()).or_insert(now);
+            if now.saturating_duration_since(since) > *timeout {
+                let (group, topic, partition, generation) = key.clone();
+                match out.last_mut() {
+                    Some((g, ps)) if *g == group => ps.push((topic, partition, generation)),
+                    _ => out.push((group, vec![(topic, partition, generation)])),
                 }
             }
         }
@@ -134,6 +170,27 @@ impl Broker {
                 tracing::debug!(%group, error = %e, "could not remove expired members; retrying next round");
             }
         }
+        let revoking = self.revoking_partitions();
+        for (group, partitions) in self.sessions.stuck(term, &revoking, Instant::now()) {
+            tracing::warn!(%group, ?partitions, "revoking partitions not released within the rebalance timeout; moving them");
+            let cmd = MetaCommand::Group(GroupCommand::ForceRelease { group: group.clone(), partitions });
+            if let Err(e) = self.meta_write(cmd).await {
+                tracing::debug!(%group, error = %e, "could not move stuck partitions; retrying next round");
+            }
+        }
+    }
+
+    /// Every partition being revoked, with its group's rebalance timeout.
+    fn revoking_partitions(&self) -> Vec<(Revoke, Duration)> {
+        let state = self.meta.read();
+        let mut out = Vec::new();
+        for g in state.groups.values() {
+            let timeout = Duration::from_millis(g.config.rebalance_timeout_ms as u64);
+            for ((topic, partition), a) in g.assignments.iter().filter(|(_, a)| a.moving_to.is_some()) {
+                out.push(((g.name.clone(), topic.clone(), *partition, a.generation), timeout));
+            }
+        }
+        out
     }
 }
 
@@ -163,5 +220,19 @@ mod tests {
         assert!(s.expired(2, &members, later).is_empty(), "a new leader term gives everyone a fresh session");
         assert_eq!(s.expired(2, &members[..1], later + timeout * 2).len(), 1);
         assert_eq!(s.inner.lock().unwrap().last_seen.len(), 1, "departed members are forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_handover_stuck_past_the_rebalance_timeout_is_reported_once_per_generation() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let key = |generation| (("g".to_string(), "t".to_string(), 3, generation), timeout);
+        assert!(s.stuck(1, &[key(7)], t0).is_empty(), "the clock starts at first sight");
+        assert!(s.stuck(1, &[key(7)], t0 + Duration::from_secs(29)).is_empty());
+        let late = t0 + Duration::from_secs(31);
+        assert_eq!(s.stuck(1, &[key(7)], late), vec![("g".to_string(), vec![("t".to_string(), 3, 7)])]);
+        assert!(s.stuck(1, &[key(9)], late).is_empty(), "a new move of the partition starts a new clock");
+        assert!(s.stuck(2, &[key(9)], late + timeout * 2).is_empty(), "a new leader starts every clock afresh");
     }
 }

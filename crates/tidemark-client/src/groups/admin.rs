@@ -34,6 +34,9 @@ pub struct GroupSettings {
     pub dead_letter_topic: Option<String>,
     /// Records older than this are not delivered (shared mode).
     pub ttl: Option<Duration>,
+    /// How long a member may take to commit and release a partition that moves away
+    /// before it moves anyway (default 30 s).
+    pub rebalance_timeout: Option<Duration>,
 }
 
 /// One group in [`Admin::list_groups`].
@@ -96,6 +99,7 @@ pub(crate) fn settings_to_wire(s: &GroupSettings) -> v1::GroupConfig {
         redelivery_backoff_ms: ms(s.redelivery_backoff),
         dead_letter_topic: s.dead_letter_topic.clone().unwrap_or_default(),
         ttl_ms: s.ttl.map_or(0, |d| d.as_millis() as i64),
+        rebalance_timeout_ms: ms(s.rebalance_timeout),
     }
 }
 
@@ -119,6 +123,7 @@ pub(crate) fn settings_from_wire(c: Option<v1::GroupConfig>) -> GroupSettings {
         redelivery_backoff: d(c.redelivery_backoff_ms),
         dead_letter_topic: Some(c.dead_letter_topic).filter(|t| !t.is_empty()),
         ttl: (c.ttl_ms > 0).then(|| Duration::from_millis(c.ttl_ms as u64)),
+        rebalance_timeout: d(c.rebalance_timeout_ms),
     }
 }
 
@@ -259,11 +264,27 @@ impl Admin {
                     StartPosition::Latest => end,
                     StartPosition::Timestamp(ts) => self.offset_of(topic, p, Spec::TimestampMs(ts)).await?,
                 };
-                commit_offset(self.client(), &at, "", 0, offset).await?;
+                self.reset_one(&at, offset).await?;
                 out.push((topic.clone(), p, offset));
             }
         }
         Ok(out)
+    }
+
+    /// One reset commit. The metadata leader said the group is empty, so a partition
+    /// leader that still sees members has not applied their departure yet: wait briefly
+    /// for it to catch up rather than fail.
+    async fn reset_one(&self, at: &OffsetTarget<'_>, offset: u64) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        let mut backoff = self.client().backoff(at.partition as u64);
+        loop {
+            match commit_offset(self.client(), at, "", 0, offset).await {
+                Err(e) if e.code() == Some(ErrorCode::GroupNotEmpty) && start.elapsed() < Duration::from_secs(5) => {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn offset_of(&self, topic: &str, partition: PartitionId, spec: Spec) -> Result<u64> {
