@@ -91,12 +91,20 @@ async fn group_commands_work_as_documented() {
     let k: serde_json::Value =
         serde_json::from_str(&ok(&tidemark(&b, &["group", "describe", "k", "--format", "json"]).await)).unwrap();
     assert_eq!(k["session_timeout_ms"], 6000);
-    let err = failed(
-        &tidemark(&b, &["group", "create", "s", "--topic", "cli", "--mode", "shared", "--lock-ms", "500"]).await,
-    );
-    assert!(err.contains("not supported yet"), "{err}");
-    let err = failed(&tidemark(&b, &["consume", "cli", "--group", "g", "--shared", "--timeout-ms", "100"]).await);
-    assert!(err.contains("not supported yet"), "{err}");
+    // Shared groups: a queue over the same topic; a partitioned member cannot join it.
+    let create =
+        ["group", "create", "s", "--topic", "cli", "--mode", "shared", "--lock-ms", "5000", "--max-attempts", "3"];
+    ok(&tidemark(&b, &create).await);
+    let shared = ["consume", "cli", "--group", "s", "--shared", "--format", "json", "--timeout-ms", "1500"];
+    let part = records(&ok(&tidemark(&b, &[&shared[..], &["--max-messages", "20"]].concat()).await));
+    assert_eq!(part.len(), 20);
+    let rest = records(&ok(&tidemark(&b, &shared).await));
+    let got: BTreeSet<(u64, u64)> = part.iter().chain(&rest).copied().collect();
+    assert_eq!((part.len() + rest.len(), got), (60, all.clone()), "each record acknowledged once");
+    let err = failed(&tidemark(&b, &["consume", "cli", "--group", "s", "--timeout-ms", "100"]).await);
+    assert!(err.contains("consume with --shared"), "{err}");
+    let err = failed(&tidemark(&b, &["consume", "cli", "--group", "k", "--shared", "--timeout-ms", "100"]).await);
+    assert!(err.contains("consume without --shared"), "{err}");
     let err = failed(&tidemark(&b, &["group", "create", "x", "--topic", "nope"]).await);
     assert!(err.contains("does not exist"), "{err}");
     ok(&tidemark(&b, &["group", "delete", "g"]).await);

@@ -66,6 +66,7 @@ async fn a_released_partition_fences_its_old_owner() {
         member_id: String::new(),
         client_id: client_id.into(),
         create_if_missing: true,
+        shared: false,
     };
     let a = on_leader(&c, |mut g| {
         let r = join("a");

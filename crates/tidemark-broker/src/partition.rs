@@ -15,6 +15,7 @@ use tidemark_raft::{Command, CommandResponse, StateMachineLogic};
 use tidemark_types::{BatchHeader, Offset, TimestampMs};
 
 use crate::groups::offsets::{apply_commit, is_commit, CommittedOffset};
+use crate::groups::shared::{apply_share, is_share, SharedCursor};
 use crate::producers::{BatchId, ProducerTable, SeqCheck};
 use crate::signal::Signal;
 
@@ -76,6 +77,8 @@ pub struct PartitionState {
     pub producers: ProducerTable,
     /// Committed consumer-group offsets, by group id (see `groups::offsets`).
     pub committed: BTreeMap<u64, CommittedOffset>,
+    /// Shared-group delivery state, by group id (see `groups::shared`).
+    pub shared: BTreeMap<u64, SharedCursor>,
 }
 
 impl PartitionState {
@@ -180,6 +183,9 @@ impl StateMachineLogic for PartitionLogic {
     fn apply(&mut self, index: u64, command: &Command) -> CommandResponse {
         if is_commit(command) {
             return apply_commit(&mut self.0.state.write().unwrap_or_else(|e| e.into_inner()), command);
+        }
+        if is_share(command) {
+            return apply_share(&mut self.0.state.write().unwrap_or_else(|e| e.into_inner()), command);
         }
         let result = match batch_of(command).map(|b| (BatchHeader::read(&b), b.len())) {
             Some((Ok(h), len)) => {

@@ -26,7 +26,8 @@ use crate::common::{ClientArgs, Format};
     With --group the group's committed offsets say where to start (the oldest record when it\n\
     never committed), records printed are committed (--ack auto; --ack none commits nothing),\n\
     and exiting commits and leaves the group so its partitions move at once. A missing group\n\
-    is created with default settings (see `tidemark group create --help`).")]
+    is created with default settings (see `tidemark group create --help`). With --shared the\n\
+    group is a queue: members share records, not partitions.")]
 pub struct ConsumeArgs {
     /// The topic to read.
     pub topic: String,
@@ -43,7 +44,8 @@ pub struct ConsumeArgs {
     /// group's progress is committed.
     #[arg(long, short = 'g', conflicts_with_all = ["offset", "partition"])]
     pub group: Option<String>,
-    /// Join the group as a shared (queue-style) consumer. Not served yet.
+    /// Join the group as a shared (queue-style) consumer: records of every partition are
+    /// leased to one member at a time and acknowledged when printed.
     #[arg(long, requires = "group")]
     pub shared: bool,
     /// With --group: `auto` commits the records printed (every 5 s and on exit); `none`

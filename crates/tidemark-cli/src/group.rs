@@ -16,9 +16,12 @@ pub enum GroupCommand {
         tidemark group create billing --topic orders --session-timeout-ms 30000\n\n\
         Partitioned groups (the default) give each partition to one member at a time; more\n\
         members share the partitions, and each group sees every record of its topics.\n\
-        Consuming with `tidemark consume T --group G` creates a missing group with defaults,\n\
-        so this command is only needed for non-default settings. Shared (queue-style)\n\
-        groups are not served yet: --mode shared is refused.")]
+        Shared groups (--mode shared) are queues: any member takes any record, so a group\n\
+        scales past its partition count; consume them with `tidemark consume T --group G --shared`.\n\
+        Consuming with --group creates a missing group with defaults, so this command is only\n\
+        needed for non-default settings, e.g.:\n  \
+        tidemark group create jobs --topic tasks --mode shared --lock-ms 10000 --max-attempts 3 \\\n    \
+        --dead-letter-topic tasks-dlq")]
     Create(CreateArgs),
     /// List the consumer groups.
     #[command(after_help = "Examples:\n  tidemark group list\n  tidemark group list --format json")]
@@ -51,7 +54,8 @@ pub enum ModeArg {
     /// Each partition belongs to one member at a time (Kafka consumer groups).
     #[default]
     Partitioned,
-    /// Any member takes any record, with leases and acks (not served yet).
+    /// Any member takes any record: leased for --lock-ms, acknowledged, redelivered when
+    /// released or when its member dies, dead-lettered after --max-attempts.
     Shared,
 }
 
@@ -156,15 +160,12 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
 }
 
 async fn create(a: CreateArgs) -> anyhow::Result<()> {
-    if a.mode == ModeArg::Shared {
-        anyhow::bail!(
-            "shared (queue-style) groups are not supported yet; create a partitioned group (--mode partitioned) \
-             and scale it up to the topic's partition count"
-        );
-    }
     let ms = |v: Option<u64>| v.map(Duration::from_millis);
     let settings = GroupSettings {
-        mode: GroupMode::Partitioned,
+        mode: match a.mode {
+            ModeArg::Partitioned => GroupMode::Partitioned,
+            ModeArg::Shared => GroupMode::Shared,
+        },
         session_timeout: ms(a.session_timeout_ms),
         heartbeat_interval: ms(a.heartbeat_interval_ms),
         lock_duration: ms(a.lock_ms),

@@ -42,7 +42,7 @@ pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
 pub use groups::{
     GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing, GroupMemberDescription, GroupMode,
-    GroupPartitionDescription, GroupSettings,
+    GroupPartitionDescription, GroupSettings, SharedConsumer, SharedRecord,
 };
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use tidemark_types::{ErrorCode, Header, NodeId, PartitionId, Record};
@@ -68,6 +68,7 @@ mod tests {
         shared::<Producer>();
         send::<Consumer>();
         send::<GroupConsumer>();
+        send::<SharedConsumer>();
         send::<DeliveryFuture>();
         shared::<ClientError>();
     }

@@ -2,14 +2,19 @@
 //! Wire <-> domain conversion of group types happens here and nowhere else.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tidemark_broker::groups::ops::GroupPartition;
+use tidemark_broker::groups::shared::Settle;
 use tidemark_broker::{Broker, GroupConfig, GroupMeta, GroupMode, MemberPartition};
 use tidemark_proto::v1::groups_server::Groups;
 use tidemark_proto::v1::{self as pb, *};
 use tonic::{Request, Response, Status};
 
 use crate::status::to_status;
+
+/// A shared fetch waits at most this long, whatever the client asks.
+const MAX_SHARE_WAIT: Duration = Duration::from_secs(30);
 
 pub struct GroupsApi {
     pub broker: Arc<Broker>,
@@ -139,9 +144,10 @@ impl Groups for GroupsApi {
     async fn join_group(&self, request: Request<JoinGroupRequest>) -> Result<Response<JoinGroupResponse>, Status> {
         let req = request.into_inner();
         let member = Some(req.member_id).filter(|m| !m.is_empty());
+        let mode = if req.shared { GroupMode::Shared } else { GroupMode::Partitioned };
         let joined = self
             .broker
-            .join_group(&req.group, member, &req.client_id, req.topics, req.create_if_missing)
+            .join_group(&req.group, member, &req.client_id, req.topics, req.create_if_missing, mode)
             .await
             .map_err(to_status)?;
         Ok(Response::new(JoinGroupResponse {
@@ -204,5 +210,46 @@ impl Groups for GroupsApi {
             log_start_offset: start,
             log_end_offset: end,
         }))
+    }
+
+    async fn share_fetch(&self, request: Request<ShareFetchRequest>) -> Result<Response<ShareFetchResponse>, Status> {
+        let req = request.into_inner();
+        let wait = Duration::from_millis(req.max_wait_ms as u64).min(MAX_SHARE_WAIT);
+        let f = self
+            .broker
+            .share_fetch(&req.group, &req.member_id, &req.topic, req.partition, req.max_records, wait)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ShareFetchResponse {
+            batches: f.batches.into_iter().map(|(base_offset, batch)| FetchedBatch { base_offset, batch }).collect(),
+            leased: f
+                .leased
+                .into_iter()
+                .map(|l| LeasedRecord { offset: l.offset, delivery_count: l.attempts, dead_letter: l.dead_letter })
+                .collect(),
+            log_end_offset: f.log_end_offset,
+        }))
+    }
+
+    async fn share_ack(&self, request: Request<ShareAckRequest>) -> Result<Response<ShareAckResponse>, Status> {
+        let req = request.into_inner();
+        let acks = req
+            .acks
+            .iter()
+            .map(|a| {
+                let how = match AckKind::try_from(a.kind) {
+                    Ok(AckKind::Release) => Settle::Release,
+                    Ok(AckKind::Reject) => Settle::Reject,
+                    _ => Settle::Ack,
+                };
+                (a.offset, how)
+            })
+            .collect();
+        let settled = self
+            .broker
+            .share_settle(&req.group, &req.member_id, &req.topic, req.partition, acks)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ShareAckResponse { settled }))
     }
 }

@@ -29,6 +29,8 @@ pub enum GroupCommand {
         client_id: String,
         topics: Vec<String>,
         create: Option<GroupConfig>,
+        /// The kind of member: it must match the group's mode.
+        mode: GroupMode,
     },
     /// Members that left cleanly, or whose session the metadata leader saw expire.
     Leave {
@@ -69,7 +71,7 @@ pub enum GroupReject {
         members: usize,
     },
     UnknownTopic(String),
-    /// The group is shared; partitioned members cannot join it (or the reverse).
+    /// The group's mode (carried here) differs from the joining member's.
     WrongMode(GroupMode),
     UnknownMember,
 }
@@ -108,8 +110,8 @@ impl MetaState {
                     GroupResponse::Deleted
                 }
             },
-            GroupCommand::Join { group, member_id, client_id, topics, create } => {
-                self.join(group, member_id, client_id, topics, create)
+            GroupCommand::Join { group, member_id, client_id, topics, create, mode } => {
+                self.join(group, member_id, client_id, topics, create, mode)
             }
             GroupCommand::Leave { group, members } => {
                 let counts = self.partition_counts();
@@ -170,6 +172,7 @@ impl MetaState {
         client_id: String,
         topics: Vec<String>,
         create: Option<GroupConfig>,
+        mode: GroupMode,
     ) -> GroupResponse {
         let reject = GroupResponse::Rejected;
         if let Some(t) = topics.iter().find(|t| !self.topics.contains_key(*t)) {
@@ -181,7 +184,7 @@ impl MetaState {
             (false, Some(config)) => self.new_group(group, config, Vec::new()),
             (false, None) => return reject(GroupReject::UnknownGroup),
         };
-        if g.config.mode != GroupMode::Partitioned {
+        if g.config.mode != mode {
             return reject(GroupReject::WrongMode(g.config.mode));
         }
         let member_id = match member_id {

@@ -40,6 +40,7 @@ impl Replica {
             client_id: client.into(),
             topics: vec!["t".into()],
             create: Some(GroupConfig::default()),
+            mode: GroupMode::Partitioned,
         };
         match self.group(cmd) {
             GroupResponse::Joined { member_id, .. } => member_id,
@@ -114,6 +115,7 @@ fn an_expired_member_is_removed_and_its_partitions_move_at_once() {
         client_id: "x".into(),
         topics: vec!["t".into()],
         create: None,
+        mode: GroupMode::Partitioned,
     };
     assert_eq!(r.group(refresh), GroupResponse::Rejected(GroupReject::UnknownMember), "the dead member must rejoin");
 }
@@ -149,8 +151,13 @@ fn group_lifecycle_and_refusals() {
         client_id: "x".into(),
         topics: vec!["t".into()],
         create: None,
+        mode: GroupMode::Partitioned,
     };
-    assert_eq!(r.group(join_shared), GroupResponse::Rejected(GroupReject::WrongMode(GroupMode::Shared)));
+    assert_eq!(r.group(join_shared.clone()), GroupResponse::Rejected(GroupReject::WrongMode(GroupMode::Shared)));
+    let GroupCommand::Join { group, member_id, client_id, topics, create, .. } = join_shared else { unreachable!() };
+    let shared_member = GroupCommand::Join { group, member_id, client_id, topics, create, mode: GroupMode::Shared };
+    assert!(matches!(r.group(shared_member), GroupResponse::Joined { ref assignment, .. } if assignment.is_empty()));
+    assert!(r.shared.read().groups["s"].assignments.is_empty(), "shared members own no partitions");
     // Deleting the topic drops its assignments.
     r.apply(MetaCommand::DeleteTopic { name: "t".into() });
     assert!(r.shared.read().groups["g"].assignments.is_empty());

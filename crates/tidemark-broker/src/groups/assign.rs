@@ -8,11 +8,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{GroupMeta, PartitionAssignment};
+use super::{GroupMeta, GroupMode, PartitionAssignment};
 
 /// Brings `group`'s assignment in line with its members and the topics' partition
 /// counts (`topic -> partitions`; a topic missing here no longer exists).
 pub fn rebalance(group: &mut GroupMeta, partition_counts: &BTreeMap<String, u32>) {
+    if group.config.mode == GroupMode::Shared {
+        // Shared members read every partition; nothing is owned.
+        group.assignments.clear();
+        return;
+    }
     forget_gone(group, partition_counts);
     let mut load: BTreeMap<String, usize> = group.members.keys().map(|m| (m.clone(), 0)).collect();
     for t in group.assignments.values().filter_map(target) {

@@ -20,6 +20,8 @@ pub mod assign;
 pub mod offsets;
 pub mod ops;
 pub mod sessions;
+pub mod share_ops;
+pub mod shared;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -31,13 +31,10 @@ pub struct GroupPartition<'a> {
 }
 
 impl Broker {
-    /// Creates a group. Shared groups are refused until shared consumption exists.
+    /// Creates a group.
     pub async fn create_group(&self, name: &str, topics: Vec<String>, config: GroupConfig) -> Result<GroupMeta> {
         validate_group_name(name)?;
         config.validate()?;
-        if config.mode == GroupMode::Shared {
-            return Err(shared_unsupported(name));
-        }
         let cmd = GroupCommand::Create { name: name.into(), config, topics };
         match self.group_write(name, "", cmd).await? {
             GroupResponse::Created(g) => Ok(*g),
@@ -63,7 +60,7 @@ impl Broker {
     }
 
     /// Adds a member (or refreshes a known one's topics); `create` makes a missing group
-    /// with default settings. The member gets a fresh session at once.
+    /// of the member's `mode` with default settings. The member gets a fresh session.
     pub async fn join_group(
         &self,
         group: &str,
@@ -71,6 +68,7 @@ impl Broker {
         client_id: &str,
         topics: Vec<String>,
         create: bool,
+        mode: GroupMode,
     ) -> Result<Joined> {
         validate_group_name(group)?;
         if topics.is_empty() {
@@ -86,7 +84,8 @@ impl Broker {
             member_id,
             client_id: client_id.into(),
             topics,
-            create: create.then(GroupConfig::default),
+            create: create.then(|| GroupConfig { mode, ..GroupConfig::default() }),
+            mode,
         };
         match self.group_write(group, &known, cmd).await? {
             GroupResponse::Joined { group_id, member_id, assignment } => {
@@ -238,7 +237,9 @@ fn reject_error(group: &str, member: &str, r: GroupReject) -> BrokerError {
             BrokerError::GroupNotEmpty { group, members, action: "stop its consumers before deleting it" }
         }
         GroupReject::UnknownTopic(topic) => BrokerError::UnknownTopic { topic },
-        GroupReject::WrongMode(GroupMode::Shared) => shared_unsupported(&group),
+        GroupReject::WrongMode(GroupMode::Shared) => {
+            BrokerError::InvalidRequest(format!("group {group:?} is a shared group; consume with --shared"))
+        }
         GroupReject::WrongMode(GroupMode::Partitioned) => {
             BrokerError::InvalidRequest(format!("group {group:?} is a partitioned group; consume without --shared"))
         }
@@ -246,13 +247,7 @@ fn reject_error(group: &str, member: &str, r: GroupReject) -> BrokerError {
     }
 }
 
-fn shared_unsupported(group: &str) -> BrokerError {
-    BrokerError::InvalidRequest(format!(
-        "group {group:?}: shared (queue-style) groups are not supported yet; use --mode partitioned"
-    ))
-}
-
-fn metadata_behind(group: &str) -> BrokerError {
+pub(crate) fn metadata_behind(group: &str) -> BrokerError {
     BrokerError::Unavailable(format!("this node's metadata does not know group {group:?} yet"))
 }
 

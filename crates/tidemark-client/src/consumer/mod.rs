@@ -30,8 +30,8 @@ use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::config::{ConsumerConfig, StartPosition};
 use crate::error::{ClientError, Result};
-pub(crate) use fetch::list_offsets;
-use fetch::{fetch_once, records_from_fetch, FetchOutcome};
+use fetch::{fetch_once, FetchOutcome};
+pub(crate) use fetch::{list_offsets, records_from_fetch};
 
 /// One record as read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub enum GroupMode {
     /// Kafka-style: each partition is owned by one member at a time.
     #[default]
     Partitioned,
-    /// Queue-style (not served by the cluster yet: creating one is refused).
+    /// Queue-style: any member takes any record (see [`SharedConsumer`](crate::SharedConsumer)).
     Shared,
 }
 

@@ -47,6 +47,8 @@ pub struct GroupConsumerConfig {
     pub start: StartPosition,
     /// Create the group with default settings if it does not exist.
     pub create_group: bool,
+    /// Shared mode: the most records one poll leases (spread over the partitions).
+    pub max_poll_records: u32,
     pub consumer: ConsumerConfig,
 }
 
@@ -60,6 +62,7 @@ impl GroupConsumerConfig {
             auto_commit_interval: Duration::from_secs(5),
             start: StartPosition::Earliest,
             create_group: true,
+            max_poll_records: 500,
             consumer: ConsumerConfig::default(),
         }
     }
@@ -122,7 +125,7 @@ impl GroupConsumer {
         }
         let admin = client.admin();
         let (membership, assignment) =
-            member::join(&admin, &config.group, &config.topics, &config.client_id, config.create_group).await?;
+            member::join(&admin, &config.group, &config.topics, &config.client_id, config.create_group, false).await?;
         let next_auto_commit = Instant::now() + config.auto_commit_interval;
         let mut me = GroupConsumer {
             client,
@@ -290,7 +293,8 @@ impl GroupConsumer {
             self.drop_partition(k);
         }
         let c = &self.config;
-        let (membership, assignment) = member::join(&self.admin, &c.group, &c.topics, &c.client_id, true).await?;
+        let (membership, assignment) =
+            member::join(&self.admin, &c.group, &c.topics, &c.client_id, true, false).await?;
         tracing::info!(group = %c.group, member = %membership.member_id, "rejoined the group");
         self.membership = membership;
         self.start_heartbeat();

@@ -43,6 +43,8 @@ pub(crate) struct Beat {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Membership {
+    /// Shared mode: where dead letters go (from the group's settings).
+    pub dead_letter_topic: Option<String>,
     pub group: String,
     pub group_id: u64,
     pub member_id: String,
@@ -55,6 +57,7 @@ pub(crate) async fn join(
     topics: &[String],
     client_id: &str,
     create: bool,
+    shared: bool,
 ) -> Result<(Membership, Vec<Assigned>)> {
     let req = v1::JoinGroupRequest {
         group: group.to_string(),
@@ -62,6 +65,7 @@ pub(crate) async fn join(
         member_id: String::new(),
         client_id: client_id.to_string(),
         create_if_missing: create,
+        shared,
     };
     let resp = admin
         .groups_call(&format!("join group {group}"), |mut c| {
@@ -71,7 +75,9 @@ pub(crate) async fn join(
         .await
         .map_err(|(e, _)| e)?;
     let interval = resp.config.as_ref().map_or(1000, |c| c.heartbeat_interval_ms.max(10));
+    let dead_letter_topic = resp.config.as_ref().map(|c| c.dead_letter_topic.clone()).filter(|t| !t.is_empty());
     let m = Membership {
+        dead_letter_topic,
         group: group.to_string(),
         group_id: resp.group_id,
         member_id: resp.member_id,
