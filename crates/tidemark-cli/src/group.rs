@@ -31,7 +31,9 @@ pub enum GroupCommand {
         tidemark group describe billing\n  \
         tidemark group describe billing --format json\n\n\
         LAG is the records written but not yet committed by the group. An owner shown as\n\
-        `a -> b` is being handed over: a commits its progress, then b takes over.")]
+        `a -> b` is being handed over: a commits its progress, then b takes over. For a\n\
+        shared group: SETTLED-BELOW (every record below is acknowledged or dead-lettered),\n\
+        IN-FLIGHT (leased to members now) and LAG (records not yet settled).")]
     Describe(DescribeArgs),
     /// Move a group's committed offsets to replay (or skip) records.
     #[command(after_help = "Examples:\n  \
@@ -246,6 +248,8 @@ struct PartitionJson<'a> {
     committed: Option<u64>,
     log_end_offset: Option<u64>,
     lag: Option<u64>,
+    /// Shared groups: records leased to members now.
+    in_flight: Option<u32>,
 }
 
 fn describe_json(d: &GroupDescription) -> DescribeJson<'_> {
@@ -279,6 +283,7 @@ fn describe_json(d: &GroupDescription) -> DescribeJson<'_> {
                 committed: p.committed,
                 log_end_offset: p.log_end_offset,
                 lag: p.lag,
+                in_flight: p.in_flight,
             })
             .collect(),
     }
@@ -308,10 +313,21 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
                 _ => dash(),
             };
             let opt = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
-            vec![p.topic.clone(), p.partition.to_string(), owner, opt(p.committed), opt(p.log_end_offset), opt(p.lag)]
+            let mut row = vec![p.topic.clone(), p.partition.to_string()];
+            if d.settings.mode == GroupMode::Shared {
+                row.extend([opt(p.committed), opt(p.in_flight.map(u64::from))]);
+            } else {
+                row.extend([owner, opt(p.committed)]);
+            }
+            row.extend([opt(p.log_end_offset), opt(p.lag)]);
+            row
         })
         .collect();
-    print_table(&["TOPIC", "PARTITION", "OWNER", "COMMITTED", "LOG-END", "LAG"], &rows)
+    let header: &[&str] = match d.settings.mode {
+        GroupMode::Shared => &["TOPIC", "PARTITION", "SETTLED-BELOW", "IN-FLIGHT", "LOG-END", "LAG"],
+        GroupMode::Partitioned => &["TOPIC", "PARTITION", "OWNER", "COMMITTED", "LOG-END", "LAG"],
+    };
+    print_table(header, &rows)
 }
 
 async fn reset(a: ResetArgs) -> anyhow::Result<()> {

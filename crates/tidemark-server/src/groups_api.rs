@@ -201,14 +201,17 @@ impl Groups for GroupsApi {
         let req = request.into_inner();
         let at =
             GroupPartition { group: &req.group, group_id: req.group_id, topic: &req.topic, partition: req.partition };
-        let (committed, start, end) = self.broker.fetch_committed(at).await.map_err(to_status)?;
+        let pos = self.broker.fetch_committed(at).await.map_err(to_status)?;
+        let committed = pos.committed;
         Ok(Response::new(FetchCommittedResponse {
             has_offset: committed.is_some(),
             offset: committed.map_or(0, |c| c.offset),
             generation: committed.map_or(0, |c| c.generation),
             committed_at_ms: committed.map_or(0, |c| c.committed_at_ms),
-            log_start_offset: start,
-            log_end_offset: end,
+            log_start_offset: pos.log_start_offset,
+            log_end_offset: pos.log_end_offset,
+            shared_settled_below: pos.shared_settled_below,
+            shared_leased: pos.shared_leased,
         }))
     }
 

@@ -6,6 +6,7 @@ use tidemark_types::{now_ms, Offset, PartitionId};
 
 use super::apply::{GroupCommand, GroupReject, GroupResponse};
 use super::offsets::{CommitCommand, CommitResult, CommittedOffset};
+use super::shared::{Delivery, DeliveryState};
 use super::{validate_group_name, GroupConfig, GroupMeta, GroupMode, MemberPartition};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
@@ -18,6 +19,19 @@ pub struct Joined {
     pub member_id: String,
     pub assignment: Vec<MemberPartition>,
     pub config: GroupConfig,
+}
+
+/// A group's position in one partition: the committed offset (partitioned groups) and
+/// the shared cursor (shared groups), with the partition's bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupPosition {
+    pub committed: Option<CommittedOffset>,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+    /// Shared groups: every offset below is settled.
+    pub shared_settled_below: Offset,
+    /// Shared groups: records under lease now.
+    pub shared_leased: u32,
 }
 
 /// One partition of a commit or committed-offset read.
@@ -166,13 +180,25 @@ impl Broker {
         }
     }
 
-    /// The group's committed offset in a partition, from the partition leader, with the
+    /// The group's position in a partition, from the partition leader, with the
     /// partition's log start and end (for lag).
-    pub async fn fetch_committed(&self, at: GroupPartition<'_>) -> Result<(Option<CommittedOffset>, Offset, Offset)> {
+    pub async fn fetch_committed(&self, at: GroupPartition<'_>) -> Result<GroupPosition> {
         let replica = self.read_replica(at.topic, at.partition).await?;
         let group_id = self.resolve_group_id(at)?;
+        let now = now_ms();
         let st = replica.shared.read();
-        Ok((st.committed.get(&group_id).copied(), st.log_start_offset, st.next_offset))
+        let cursor = st.shared.get(&group_id);
+        let leased = cursor.map_or(0, |c| {
+            let live = |d: &&Delivery| matches!(d.state, DeliveryState::Leased { until_ms, .. } if until_ms > now);
+            c.records.values().filter(live).count() as u32
+        });
+        Ok(GroupPosition {
+            committed: st.committed.get(&group_id).copied(),
+            log_start_offset: st.log_start_offset,
+            log_end_offset: st.next_offset,
+            shared_settled_below: cursor.map_or(st.log_start_offset, |c| c.start.max(st.log_start_offset)),
+            shared_leased: leased,
+        })
     }
 
     /// The group's id as the request names it, checked against this node's metadata.

@@ -64,12 +64,16 @@ pub struct GroupPartitionDescription {
     pub generation: u64,
     /// Set while the partition is being handed from `owner` to this member.
     pub moving_to: Option<String>,
-    /// The next offset the group will read; `None`: never committed.
+    /// The next offset the group will read; `None`: never committed. For a shared group:
+    /// every record below it is settled.
     pub committed: Option<u64>,
     pub log_end_offset: Option<u64>,
     /// Records not yet committed: log end minus committed (minus log start when nothing
-    /// is committed). `None` when the partition could not be asked.
+    /// is committed); for a shared group, records not yet settled. `None` when the
+    /// partition could not be asked.
     pub lag: Option<u64>,
+    /// Shared groups: records leased to members right now.
+    pub in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +182,14 @@ impl Admin {
                 let a = d.assignments.iter().find(|a| &a.topic == topic && a.partition == p);
                 let at = OffsetTarget { group: name, group_id: d.group_id, topic, partition: p };
                 let c = fetch_committed(self.client(), &at).await.ok();
-                let committed = c.as_ref().filter(|c| c.has_offset).map(|c| c.offset);
+                let shared = d.config.as_ref().is_some_and(|c| c.mode == v1::GroupMode::Shared as i32);
+                let committed = match &c {
+                    Some(c) if shared => Some(c.shared_settled_below),
+                    Some(c) => c.has_offset.then_some(c.offset),
+                    None => None,
+                };
                 let lag = c.as_ref().map(|c| c.log_end_offset.saturating_sub(committed.unwrap_or(c.log_start_offset)));
+                let in_flight = c.as_ref().filter(|_| shared).map(|c| c.shared_leased);
                 partitions.push(GroupPartitionDescription {
                     topic: topic.clone(),
                     partition: p,
@@ -189,6 +199,7 @@ impl Admin {
                     committed,
                     log_end_offset: c.map(|c| c.log_end_offset),
                     lag,
+                    in_flight,
                 });
             }
         }
