@@ -251,6 +251,12 @@ impl Admin {
     /// Returns the new offsets.
     pub async fn reset_offsets(&self, name: &str, to: StartPosition) -> Result<Vec<(String, PartitionId, u64)>> {
         let d = self.describe_group_raw(name).await?;
+        if d.config.as_ref().is_some_and(|c| c.mode == v1::GroupMode::Shared as i32) {
+            return Err(ClientError::InvalidArgument(format!(
+                "group {name:?} is a shared group; resetting its offsets is not supported yet (delete and \
+                 re-create the group to start over)"
+            )));
+        }
         if !d.members.is_empty() {
             return Err(ClientError::server(
                 ErrorCode::GroupNotEmpty,
