@@ -122,17 +122,29 @@ impl Broker {
         bincode::deserialize(&resp.data.0).map_err(|e| BrokerError::Internal(format!("{what}: share answer: {e}")))
     }
 
-    /// The batches holding the leased offsets, each once, in offset order.
+    /// The batches holding the leased offsets, each once, in offset order. Leases can be
+    /// far apart (a released record behind new ones), so each run of adjacent batches is
+    /// read on its own rather than the whole log range between them.
     fn leased_batches(&self, replica: &Replica, leased: &[Leased]) -> Result<Vec<(Offset, Bytes)>> {
-        let entries: Vec<IndexEntry> = {
+        let runs: Vec<Vec<IndexEntry>> = {
             let st = replica.shared.read();
             let mut positions: Vec<usize> = leased.iter().filter_map(|l| st.find(l.offset)).collect();
             positions.dedup();
-            positions.into_iter().map(|i| st.index[i]).collect()
+            let mut runs: Vec<Vec<IndexEntry>> = Vec::new();
+            let mut last: Option<usize> = None;
+            for i in positions {
+                match runs.last_mut() {
+                    Some(run) if last.is_some_and(|l| l + 1 == i) => run.push(st.index[i]),
+                    _ => runs.push(vec![st.index[i]]),
+                }
+                last = Some(i);
+            }
+            runs
         };
-        if entries.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        for run in runs {
+            out.extend(self.read_batches(replica.group, &run)?);
         }
-        self.read_batches(replica.group, &entries)
+        Ok(out)
     }
 }
