@@ -48,8 +48,9 @@ pub struct ConsumeArgs {
     /// leased to one member at a time and acknowledged when printed.
     #[arg(long, requires = "group")]
     pub shared: bool,
-    /// With --group: `auto` commits the records printed (every 5 s and on exit); `none`
-    /// commits nothing, so the group will read them again.
+    /// With --group: `auto` commits the records printed (every 5 s and on exit; with
+    /// --shared each printed record is acknowledged); `none` commits (acknowledges)
+    /// nothing, so the group will read them again.
     #[arg(long, value_enum, default_value_t)]
     pub ack: AckArg,
     /// Exit after printing this many records.
@@ -67,10 +68,10 @@ pub struct ConsumeArgs {
 /// How a group consumer acknowledges what it printed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AckArg {
-    /// Commit printed records (periodically, before a partition moves, and on exit).
+    /// Commit (shared: acknowledge) printed records.
     #[default]
     Auto,
-    /// Commit nothing.
+    /// Commit nothing; shared: leased records are released on exit (or when their lock expires).
     None,
 }
 
