@@ -60,6 +60,8 @@ pub struct Broker {
     pub(crate) meta_raft: Raft,
     pub(crate) meta: Arc<MetaShared>,
     pub(crate) replicas: RwLock<HashMap<GroupId, Arc<Replica>>>,
+    /// Consumer-group member liveness (meaningful on the metadata leader only).
+    pub(crate) sessions: crate::groups::sessions::Sessions,
 }
 
 impl Broker {
@@ -81,9 +83,12 @@ impl Broker {
             ctx.start_group(METADATA_GROUP, Box::new(MetaLogic(meta.clone()))).await.map_err(BrokerError::Internal)?;
         let registry = Arc::new(GroupRegistry::default());
         registry.insert(METADATA_GROUP, meta_raft.clone());
-        let broker = Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas: RwLock::new(HashMap::new()) });
+        let replicas = RwLock::new(HashMap::new());
+        let sessions = Default::default();
+        let broker = Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas, sessions });
         broker.form_cluster().await?;
         tokio::spawn(crate::reconcile::run(Arc::downgrade(&broker)));
+        tokio::spawn(crate::groups::sessions::run(Arc::downgrade(&broker)));
         Ok(broker)
     }
 

@@ -36,6 +36,19 @@ pub enum BrokerError {
          initialise the producer again"
     )]
     UnknownProducer { what: String, producer_id: i64 },
+    #[error("consumer group {group:?} does not exist (create it with `tidemark group create {group} --topic T`)")]
+    UnknownGroup { group: String },
+    #[error("consumer group {group:?} already exists")]
+    GroupExists { group: String },
+    #[error("member {member:?} is not in group {group:?}: its session expired or it left; join the group again")]
+    UnknownMember { group: String, member: String },
+    #[error(
+        "member {member:?} of group {group:?} no longer owns {what} (commit under generation {generation}, \
+         the partition is at generation {current}): it was reassigned; drop it and do not commit to it"
+    )]
+    StaleGeneration { group: String, member: String, what: String, generation: u64, current: u64 },
+    #[error("consumer group {group:?} has {members} live member(s); {action}")]
+    GroupNotEmpty { group: String, members: usize, action: &'static str },
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("unavailable: {0}; retry shortly")]
@@ -70,6 +83,11 @@ impl BrokerError {
             OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
             ProducerFenced { .. } => ErrorCode::ProducerFenced,
             UnknownProducer { .. } => ErrorCode::UnknownProducer,
+            UnknownGroup { .. } => ErrorCode::UnknownGroup,
+            GroupExists { .. } => ErrorCode::GroupExists,
+            UnknownMember { .. } => ErrorCode::UnknownMember,
+            StaleGeneration { .. } => ErrorCode::StaleGeneration,
+            GroupNotEmpty { .. } => ErrorCode::GroupNotEmpty,
             Timeout(_) => ErrorCode::Timeout,
             Unavailable(_) => ErrorCode::Unavailable,
             InvalidRequest(_) => ErrorCode::InvalidRequest,

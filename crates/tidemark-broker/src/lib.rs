@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod broker;
 pub mod error;
+pub mod groups;
 pub mod meta;
 pub mod ops;
 pub mod partition;
@@ -16,5 +17,6 @@ pub mod signal;
 pub use admin::{ClusterView, NodeStatus};
 pub use broker::{Broker, BrokerConfig, Replica, DEFAULT_PRODUCER_EXPIRY};
 pub use error::BrokerError;
+pub use groups::{GroupConfig, GroupMeta, GroupMode, MemberPartition};
 pub use meta::{TopicConfig, TopicMeta};
 pub use ops::{FetchResult, OffsetSpec};

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use tidemark_raft::{Command, CommandResponse, StateMachineLogic};
 use tidemark_types::{partition_group, GroupId, NodeId, PartitionId, TopicName};
 
+use crate::groups::apply::{GroupCommand, GroupResponse};
+use crate::groups::GroupMeta;
 use crate::signal::Signal;
 
 /// Per-topic settings.
@@ -54,6 +56,9 @@ pub struct MetaState {
     pub named_producers: BTreeMap<String, (i64, i16)>,
     /// Current epoch of each named producer id, for the leaders' fencing check.
     pub producer_epochs: BTreeMap<i64, i16>,
+    /// Consumer groups by name; ids come from `next_group_id` and are never reused.
+    pub groups: BTreeMap<String, GroupMeta>,
+    pub next_group_id: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +76,8 @@ pub enum MetaCommand {
     InitProducer {
         name: Option<String>,
     },
+    /// Consumer-group definitions, membership and assignment.
+    Group(GroupCommand),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +87,7 @@ pub enum MetaResponse {
     Exists,
     Missing,
     Producer { id: i64, epoch: i16 },
+    Group(GroupResponse),
 }
 
 impl MetaCommand {
@@ -177,12 +185,17 @@ impl MetaLogic {
                 let replication_factor = replicas.first().map_or(0, |r| r.len() as u32);
                 let topic = TopicMeta { id, name: name.clone(), replicas, replication_factor, config };
                 state.topics.insert(name.as_str().to_string(), topic.clone());
+                state.rebalance_groups();
                 MetaResponse::Created(topic)
             }
             MetaCommand::DeleteTopic { name } => match state.topics.remove(&name) {
-                Some(_) => MetaResponse::Deleted,
+                Some(_) => {
+                    state.rebalance_groups();
+                    MetaResponse::Deleted
+                }
                 None => return MetaResponse::Missing,
             },
+            MetaCommand::Group(cmd) => MetaResponse::Group(state.apply_group(cmd)),
             MetaCommand::InitProducer { name } => {
                 let (id, epoch) = state.init_producer(name);
                 return MetaResponse::Producer { id, epoch };

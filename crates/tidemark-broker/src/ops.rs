@@ -135,7 +135,7 @@ impl Broker {
     }
 
     /// Reads the batches of `entries` (consecutive index entries) from the Raft log.
-    fn read_batches(&self, group: u64, entries: &[IndexEntry]) -> Result<Vec<(Offset, Bytes)>> {
+    pub(crate) fn read_batches(&self, group: u64, entries: &[IndexEntry]) -> Result<Vec<(Offset, Bytes)>> {
         let (first, last) = (entries[0].log_index, entries[entries.len() - 1].log_index);
         let raw = read_entries(self.engine(), group, first, last + 1, usize::MAX)
             .map_err(|e| BrokerError::Internal(format!("reading the log of group {group:#x}: {e}")))?;

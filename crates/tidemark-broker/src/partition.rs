@@ -6,6 +6,7 @@
 //! Offsets are assigned here, at apply time, so every replica assigns the same ones; for
 //! the same reason duplicates and sequence gaps are judged here too.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -13,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use tidemark_raft::{Command, CommandResponse, StateMachineLogic};
 use tidemark_types::{BatchHeader, Offset, TimestampMs};
 
+use crate::groups::offsets::{apply_commit, is_commit, CommittedOffset};
+use crate::groups::shared::{apply_share, is_share, SharedCursor};
 use crate::producers::{BatchId, ProducerTable, SeqCheck};
 use crate::signal::Signal;
 
@@ -72,6 +75,10 @@ pub struct PartitionState {
     pub next_offset: Offset,
     pub index: Vec<IndexEntry>,
     pub producers: ProducerTable,
+    /// Committed consumer-group offsets, by group id (see `groups::offsets`).
+    pub committed: BTreeMap<u64, CommittedOffset>,
+    /// Shared-group delivery state, by group id (see `groups::shared`).
+    pub shared: BTreeMap<u64, SharedCursor>,
 }
 
 impl PartitionState {
@@ -174,6 +181,12 @@ pub struct PartitionLogic(pub Arc<PartitionShared>);
 
 impl StateMachineLogic for PartitionLogic {
     fn apply(&mut self, index: u64, command: &Command) -> CommandResponse {
+        if is_commit(command) {
+            return apply_commit(&mut self.0.state.write().unwrap_or_else(|e| e.into_inner()), command);
+        }
+        if is_share(command) {
+            return apply_share(&mut self.0.state.write().unwrap_or_else(|e| e.into_inner()), command);
+        }
         let result = match batch_of(command).map(|b| (BatchHeader::read(&b), b.len())) {
             Some((Ok(h), len)) => {
                 let mut st = self.0.state.write().unwrap_or_else(|e| e.into_inner());

@@ -19,7 +19,15 @@ use crate::common::{ClientArgs, Format};
     Starts at the end of each partition (only new records) unless --from-beginning or\n\
     --offset is given. Text prints each record's value on its own line; JSON prints one\n\
     object per line: {\"partition\":0,\"offset\":5,\"key\":null,\"value\":\"..\",\"timestamp_ms\":..}.\n\
-    Records are in order within a partition; partitions are interleaved.")]
+    Records are in order within a partition; partitions are interleaved.\n\n\
+    Consumer groups:\n  \
+    tidemark consume orders --group billing                 # run it several times: they share the partitions\n  \
+    tidemark consume orders --group billing --max-messages 10 --format json\n\n\
+    With --group the group's committed offsets say where to start (the oldest record when it\n\
+    never committed), records printed are committed (--ack auto; --ack none commits nothing),\n\
+    and exiting commits and leaves the group so its partitions move at once. A missing group\n\
+    is created with default settings (see `tidemark group create --help`). With --shared the\n\
+    group is a queue: members share records, not partitions.")]
 pub struct ConsumeArgs {
     /// The topic to read.
     pub topic: String,
@@ -32,6 +40,19 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: all of them).
     #[arg(long, short = 'p')]
     pub partition: Option<u32>,
+    /// Consume as a member of this consumer group: members share the partitions and the
+    /// group's progress is committed.
+    #[arg(long, short = 'g', conflicts_with_all = ["offset", "partition"])]
+    pub group: Option<String>,
+    /// Join the group as a shared (queue-style) consumer: records of every partition are
+    /// leased to one member at a time and acknowledged when printed.
+    #[arg(long, requires = "group")]
+    pub shared: bool,
+    /// With --group: `auto` commits the records printed (every 5 s and on exit; with
+    /// --shared each printed record is acknowledged); `none` commits (acknowledges)
+    /// nothing, so the group will read them again.
+    #[arg(long, value_enum, default_value_t)]
+    pub ack: AckArg,
     /// Exit after printing this many records.
     #[arg(long, short = 'n')]
     pub max_messages: Option<u64>,
@@ -42,6 +63,16 @@ pub struct ConsumeArgs {
     pub format: Format,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// How a group consumer acknowledges what it printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckArg {
+    /// Commit (shared: acknowledge) printed records.
+    #[default]
+    Auto,
+    /// Commit nothing; shared: leased records are released on exit (or when their lock expires).
+    None,
 }
 
 /// One record in `--format json` (a stable contract: add, never rename).
@@ -68,6 +99,9 @@ impl From<&ConsumerRecord> for RecordJson {
 }
 
 pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = a.group.clone() {
+        return crate::consume_group::run(a, group).await;
+    }
     let client = a.client.client()?;
     let start = match (a.from_beginning, a.offset) {
         (true, _) => StartPosition::Earliest,
@@ -99,23 +133,30 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
             continue;
         }
         last_record = Instant::now();
-        let mut out = std::io::stdout().lock();
-        for r in records.iter().take((max - printed) as usize) {
-            match a.format {
-                Format::Json => {
-                    serde_json::to_writer(&mut out, &RecordJson::from(r))?;
-                    writeln!(out)?;
-                }
-                Format::Text => {
-                    out.write_all(&r.value)?;
-                    writeln!(out)?;
-                }
-            }
-            printed += 1;
-        }
-        out.flush()?;
+        let take = records.len().min((max - printed) as usize);
+        print_records(&records[..take], a.format)?;
+        printed += take as u64;
     }
     eprintln!("Consumed {printed} record(s).");
+    Ok(())
+}
+
+/// Prints records to stdout in `format` (text: the value; JSON: one object per line).
+pub fn print_records(records: &[ConsumerRecord], format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for r in records {
+        match format {
+            Format::Json => {
+                serde_json::to_writer(&mut out, &RecordJson::from(r))?;
+                writeln!(out)?;
+            }
+            Format::Text => {
+                out.write_all(&r.value)?;
+                writeln!(out)?;
+            }
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -9,7 +9,9 @@ mod bench;
 mod cluster;
 mod common;
 mod consume;
+mod consume_group;
 mod dev;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -59,6 +61,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
+    /// Create, list, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -77,6 +82,7 @@ async fn main() -> ExitCode {
         Command::Topic(c) => topic::run(c).await,
         Command::Produce(a) => produce::run(a).await,
         Command::Consume(a) => consume::run(a).await,
+        Command::Group(c) => group::run(c).await,
         Command::Cluster(c) => cluster::run(c).await,
         Command::Bench(c) => bench::run(c).await,
     };
@@ -140,6 +146,11 @@ mod tests {
         assert_eq!(c.client.bootstrap, vec!["a:1", "b:2"]);
         assert!(c.from_beginning && c.max_messages == Some(5) && c.format == common::Format::Json);
         assert!(Cli::try_parse_from(["tidemark", "consume", "t", "--from-beginning", "--offset", "3"]).is_err());
+        assert!(Cli::try_parse_from(["tidemark", "consume", "t", "--group", "g", "--partition", "1"]).is_err());
+        assert!(Cli::try_parse_from(["tidemark", "group", "reset-offsets", "g"]).is_err(), "a target is required");
+        let two = ["tidemark", "group", "reset-offsets", "g", "--to-earliest", "--to-offset", "1"];
+        assert!(Cli::try_parse_from(two).is_err(), "one target only");
+        assert!(Cli::try_parse_from(["tidemark", "group", "create", "g"]).is_err(), "--topic is required");
         let cli = Cli::try_parse_from([
             "tidemark",
             "topic",
@@ -159,6 +170,34 @@ mod tests {
             &["tidemark", "topic", "delete", "t"],
             &["tidemark", "produce", "t", "--key", "k", "--partition", "0", "--format", "json"],
             &["tidemark", "cluster", "status", "--format", "json"],
+            &["tidemark", "consume", "t", "--group", "g", "--ack", "none", "--max-messages", "3", "--format", "json"],
+            &["tidemark", "consume", "t", "--group", "g", "--shared", "--ack", "auto", "--timeout-ms", "100"],
+            &["tidemark", "group", "create", "g", "--topic", "t", "--mode", "partitioned"],
+            &[
+                "tidemark",
+                "group",
+                "create",
+                "g",
+                "--topic",
+                "t",
+                "--mode",
+                "shared",
+                "--lock-ms",
+                "5",
+                "--max-attempts",
+                "3",
+                "--dead-letter-topic",
+                "dlq",
+                "--ttl-ms",
+                "9",
+            ],
+            &["tidemark", "group", "list"],
+            &["tidemark", "group", "describe", "g", "--format", "json"],
+            &["tidemark", "group", "reset-offsets", "g", "--to-earliest"],
+            &["tidemark", "group", "reset-offsets", "g", "--to-latest"],
+            &["tidemark", "group", "reset-offsets", "g", "--to-offset", "5"],
+            &["tidemark", "group", "reset-offsets", "g", "--to-timestamp", "1700000000000"],
+            &["tidemark", "group", "delete", "g"],
             &["tidemark", "dev", "--nodes", "3"],
             &["tidemark", "serve", "--id", "1", "--listen", "127.0.0.1:9092", "--data-dir", "d", "--peers", "1=a:1"],
         ] {

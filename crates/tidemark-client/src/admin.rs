@@ -68,6 +68,10 @@ impl Admin {
         Admin { client }
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Creates a topic and waits (up to `ClientConfig::topic_ready_timeout`) until every
     /// partition has elected a leader, so the caller can produce right away.
     /// `retention_ms` 0 keeps records forever; `retention_bytes` 0 sets no size limit.
@@ -204,6 +208,19 @@ impl Admin {
         F: FnMut(AdminClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_channel(what, |ch| rpc(AdminClient::new(ch))).await
+    }
+
+    /// Like `call`, for any service that lives on the metadata leader (groups too).
+    pub(crate) async fn call_channel<T, F, Fut>(
+        &self,
+        what: &str,
+        mut rpc: F,
+    ) -> std::result::Result<T, (ClientError, bool)>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
         let cfg = self.client.config().clone();
         let start = Instant::now();
         let mut backoff = self.client.backoff(2);
@@ -211,7 +228,7 @@ impl Admin {
         loop {
             let candidates = self.client.metadata().admin_candidates(&cfg.bootstrap);
             let addr = candidates[index % candidates.len()].clone();
-            let res = self.client.rpc(&addr, cfg.request_timeout, |ch| rpc(AdminClient::new(ch))).await;
+            let res = self.client.rpc(&addr, cfg.request_timeout, &mut rpc).await;
             let err = match res {
                 Ok(v) => return Ok(v),
                 Err(e) if !e.is_retriable() => return Err((e, ambiguous)),

@@ -19,6 +19,7 @@ use crate::config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition}
 use crate::connections::Connections;
 use crate::consumer::Consumer;
 use crate::error::{ClientError, Result};
+use crate::groups::{GroupConsumer, GroupConsumerConfig, SharedConsumer};
 use crate::metadata::MetadataState;
 use crate::producer::Producer;
 
@@ -78,6 +79,16 @@ impl Client {
         config: ConsumerConfig,
     ) -> Result<Consumer> {
         Consumer::new(self.clone(), topic, partitions, start, config).await
+    }
+
+    /// Joins a partitioned consumer group as a new member (see [`GroupConsumer`]).
+    pub async fn group_consumer(&self, config: GroupConsumerConfig) -> Result<GroupConsumer> {
+        GroupConsumer::new(self.clone(), config).await
+    }
+
+    /// Joins a shared (queue-style) consumer group (see [`SharedConsumer`]).
+    pub async fn shared_consumer(&self, config: GroupConsumerConfig) -> Result<SharedConsumer> {
+        SharedConsumer::new(self.clone(), config).await
     }
 
     /// The number of partitions of `topic`. A topic the cluster does not know is waited

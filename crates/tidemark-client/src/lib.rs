@@ -30,6 +30,7 @@ mod config;
 mod connections;
 mod consumer;
 mod error;
+mod groups;
 mod metadata;
 mod producer;
 
@@ -39,6 +40,10 @@ pub use client::Client;
 pub use config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition, DEFAULT_MAX_BATCH_BYTES};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
+pub use groups::{
+    GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing, GroupMemberDescription, GroupMode,
+    GroupPartitionDescription, GroupSettings, SharedConsumer, SharedRecord,
+};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use tidemark_types::{ErrorCode, Header, NodeId, PartitionId, Record};
 
@@ -62,6 +67,8 @@ mod tests {
         shared::<Admin>();
         shared::<Producer>();
         send::<Consumer>();
+        send::<GroupConsumer>();
+        send::<SharedConsumer>();
         send::<DeliveryFuture>();
         shared::<ClientError>();
     }

@@ -15,8 +15,8 @@ pub fn grpc_code(code: ErrorCode) -> Code {
     use ErrorCode::*;
     match code {
         NotLeader | Unavailable => Code::Unavailable,
-        UnknownTopic | UnknownPartition => Code::NotFound,
-        TopicExists => Code::AlreadyExists,
+        UnknownTopic | UnknownPartition | UnknownGroup => Code::NotFound,
+        TopicExists | GroupExists => Code::AlreadyExists,
         InvalidTopicName
         | InvalidReplicationFactor
         | RecordTooLarge
@@ -25,7 +25,9 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         | InvalidRequest => Code::InvalidArgument,
         OffsetOutOfRange => Code::OutOfRange,
         Timeout => Code::DeadlineExceeded,
-        OutOfOrderSequence | ProducerFenced | UnknownProducer => Code::FailedPrecondition,
+        OutOfOrderSequence | ProducerFenced | UnknownProducer | UnknownMember | StaleGeneration | GroupNotEmpty => {
+            Code::FailedPrecondition
+        }
         Internal => Code::Internal,
     }
 }

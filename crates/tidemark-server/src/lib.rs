@@ -5,6 +5,7 @@ pub mod admin_api;
 pub mod client_api;
 pub mod config;
 pub mod describe;
+pub mod groups_api;
 pub mod node;
 pub mod raft_api;
 pub mod status;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tidemark_broker::{Broker, BrokerConfig};
 use tidemark_proto::v1::admin_server::AdminServer;
+use tidemark_proto::v1::groups_server::GroupsServer;
 use tidemark_proto::v1::raft_transport_server::RaftTransportServer;
 use tidemark_proto::v1::tidemark_server::TidemarkServer;
 use tidemark_storage::SharedEngine;
@@ -16,6 +17,7 @@ use crate::admin_api::AdminApi;
 use crate::client_api::ClientApi;
 use crate::config::{ConfigError, NodeConfig};
 use crate::describe::Describer;
+use crate::groups_api::GroupsApi;
 use crate::raft_api::RaftApi;
 
 /// Large enough for the biggest allowed batch plus framing, and for Raft appends that
@@ -58,6 +60,7 @@ impl Node {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(AdminApi { broker: broker.clone(), describer });
+        let groups = GroupsServer::new(GroupsApi { broker: broker.clone() });
         let raft = RaftTransportServer::new(RaftApi { registry: broker.registry() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -66,6 +69,7 @@ impl Node {
             let served = tonic::transport::Server::builder()
                 .add_service(client)
                 .add_service(admin)
+                .add_service(groups)
                 .add_service(raft)
                 .serve_with_shutdown(addr, shutdown)
                 .await;

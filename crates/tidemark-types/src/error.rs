@@ -26,6 +26,17 @@ pub enum ErrorCode {
     OutOfOrderSequence = 20,
     ProducerFenced = 21,
     UnknownProducer = 22,
+    /// No consumer group by that name (or it was deleted).
+    UnknownGroup = 30,
+    GroupExists = 31,
+    /// The member is not (or no longer) in its group: its session expired or it left.
+    /// The SDK joins again as a new member.
+    UnknownMember = 32,
+    /// An offset commit from a member that no longer owns the partition (an older
+    /// generation): the partition moved to another member.
+    StaleGeneration = 33,
+    /// The operation needs a group without live members (reset offsets, delete).
+    GroupNotEmpty = 34,
 }
 
 impl ErrorCode {
@@ -49,6 +60,11 @@ impl ErrorCode {
             20 => OutOfOrderSequence,
             21 => ProducerFenced,
             22 => UnknownProducer,
+            30 => UnknownGroup,
+            31 => GroupExists,
+            32 => UnknownMember,
+            33 => StaleGeneration,
+            34 => GroupNotEmpty,
             _ => return None,
         })
     }

@@ -50,7 +50,7 @@ pub(super) async fn fetch_once(
 
 /// ListOffsets against the partition's leader, following leader changes and retrying
 /// retriable errors for up to `operation_timeout`.
-pub(super) async fn list_offsets(
+pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
     partition: PartitionId,
@@ -97,7 +97,7 @@ pub(super) async fn list_offsets(
 /// Turns fetched batches into records from `position` on, checking each batch's CRC.
 /// A batch may start before `position` (the server returns whole batches): its earlier
 /// records are skipped. Returns the records and the new position.
-pub(super) fn records_from_fetch(
+pub(crate) fn records_from_fetch(
     topic: &Arc<str>,
     partition: PartitionId,
     mut position: u64,

@@ -30,7 +30,8 @@ use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::config::{ConsumerConfig, StartPosition};
 use crate::error::{ClientError, Result};
-use fetch::{fetch_once, list_offsets, records_from_fetch, FetchOutcome};
+use fetch::{fetch_once, FetchOutcome};
+pub(crate) use fetch::{list_offsets, records_from_fetch};
 
 /// One record as read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +157,28 @@ impl Consumer {
         state.position = offset;
         self.buffer.retain(|r| r.partition != partition);
         Ok(())
+    }
+
+    /// Starts reading `partition` at `position` (a group consumer's assignment grew).
+    pub(crate) fn add_partition(&mut self, partition: PartitionId, position: u64) {
+        let state = PartitionState {
+            position,
+            log_end_offset: None,
+            fetching: false,
+            retry_at: None,
+            backoff: self.client.backoff(partition as u64),
+            attempt: 0,
+            reset: false,
+            unknown_since: None,
+        };
+        self.partitions.insert(partition, state);
+    }
+
+    /// Stops reading `partition`; its buffered records are dropped and an answer of a
+    /// fetch still in flight is ignored.
+    pub(crate) fn remove_partition(&mut self, partition: PartitionId) {
+        self.partitions.remove(&partition);
+        self.buffer.retain(|r| r.partition != partition);
     }
 
     /// Waits up to `timeout` for records and returns those available (possibly none).

@@ -1,0 +1,113 @@
+//! `tidemark consume TOPIC --group G [--shared]`: consumes as a member of a partitioned
+//! group (commits what it printed) or of a shared group (acknowledges what it printed),
+//! and leaves the group on exit (also on Ctrl-C) so the others take over at once.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tidemark_client::{ErrorCode, GroupConsumerConfig, StartPosition};
+use tokio::time::Instant;
+
+use crate::consume::{print_records, AckArg, ConsumeArgs};
+
+pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
+    if a.shared {
+        return run_shared(a, group).await;
+    }
+    let client = a.client.client()?;
+    let mut config = GroupConsumerConfig::new(group.clone(), [a.topic.clone()]);
+    config.auto_commit = a.ack == AckArg::Auto;
+    config.client_id = "tidemark-cli".into();
+    config.start = StartPosition::Earliest;
+    let mut consumer = client.group_consumer(config).await.map_err(|e| match e.code() {
+        Some(ErrorCode::UnknownTopic) => {
+            anyhow::anyhow!("topic {:?} does not exist (see `tidemark topic list`)", a.topic)
+        }
+        _ => anyhow::Error::new(e).context(format!("could not join group {group:?} on topic {:?}", a.topic)),
+    })?;
+    let max = a.max_messages.unwrap_or(u64::MAX);
+    let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
+    let (mut printed, mut last_record) = (0u64, Instant::now());
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    while printed < max {
+        let wait = match idle {
+            Some(idle) => match idle.checked_sub(last_record.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => break,
+            },
+            None => Duration::from_secs(3600),
+        };
+        let left = usize::try_from(max - printed).unwrap_or(usize::MAX);
+        let records = tokio::select! {
+            biased;
+            _ = &mut ctrl_c => break,
+            r = consumer.poll_up_to(wait, left) => r.with_context(|| format!("could not read topic {:?}", a.topic))?,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        last_record = Instant::now();
+        print_records(&records, a.format)?;
+        printed += records.len() as u64;
+    }
+    consumer.close().await.with_context(|| format!("leaving group {group:?}"))?;
+    eprintln!("Consumed {printed} record(s).");
+    Ok(())
+}
+
+/// `--shared`: records are leased from every partition; printed ones are acknowledged
+/// (`--ack auto`) or released for redelivery on exit (`--ack none`).
+async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
+    let client = a.client.client()?;
+    let mut config = GroupConsumerConfig::new(group.clone(), [a.topic.clone()]);
+    config.auto_commit = false;
+    config.client_id = "tidemark-cli".into();
+    let mut consumer = client.shared_consumer(config).await.map_err(|e| match e.code() {
+        Some(ErrorCode::UnknownTopic) => {
+            anyhow::anyhow!("topic {:?} does not exist (see `tidemark topic list`)", a.topic)
+        }
+        _ => anyhow::Error::new(e).context(format!("could not join shared group {group:?} on topic {:?}", a.topic)),
+    })?;
+    let max = a.max_messages.unwrap_or(u64::MAX);
+    let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
+    let (mut printed, mut last_record) = (0u64, Instant::now());
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    while printed < max {
+        let wait = match idle {
+            Some(idle) => match idle.checked_sub(last_record.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => break,
+            },
+            None => Duration::from_secs(3600),
+        };
+        let records = tokio::select! {
+            biased;
+            _ = &mut ctrl_c => break,
+            r = consumer.poll_up_to(wait, u32::try_from(max - printed).unwrap_or(500).min(500)) => {
+                r.with_context(|| format!("could not read topic {:?}", a.topic))?
+            }
+        };
+        if records.is_empty() {
+            continue;
+        }
+        last_record = Instant::now();
+        let take = records.len().min(usize::try_from(max - printed).unwrap_or(usize::MAX));
+        let shown: Vec<_> = records[..take].iter().map(|r| r.record.clone()).collect();
+        print_records(&shown, a.format)?;
+        printed += take as u64;
+        // With --ack none printed records stay leased until exit, then are released:
+        // releasing them now would hand them straight back to this loop.
+        for (i, r) in records.iter().enumerate() {
+            match (i < take, a.ack) {
+                (true, AckArg::Auto) => consumer.ack(&r.record),
+                (true, AckArg::None) => {}
+                (false, _) => consumer.release(&r.record),
+            }
+        }
+    }
+    consumer.close().await.with_context(|| format!("leaving group {group:?}"))?;
+    eprintln!("Consumed {printed} record(s).");
+    Ok(())
+}

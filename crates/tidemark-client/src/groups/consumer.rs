@@ -1,0 +1,449 @@
+//! [`GroupConsumer`]: a member of a partitioned consumer group. The server decides who
+//! reads which partition; this reads the partitions it is given with the plain
+//! [`Consumer`] machinery (leader changes, retries, long polls) and commits progress.
+//!
+//! ```text
+//! poll ─▶ maintain: expired? rejoin │ new assignment? revoke (commit, release) + start gained
+//!      │            auto-commit due? commit handed-out positions
+//!      └▶ per-topic Consumer::poll ─▶ records (positions advance as records are handed out)
+//! ```
+//!
+//! Revocations and commits happen only between polls, when every record handed out has
+//! been processed (Kafka's contract): committing the handed-out position before releasing
+//! a partition is what makes a clean handover redeliver nothing.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use tidemark_proto::v1::list_offsets_request::Spec;
+use tidemark_types::{ErrorCode, PartitionId};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::member::{self, Assigned, Beat, Membership};
+use super::route::{commit_offset, fetch_committed, OffsetTarget};
+use crate::admin::Admin;
+use crate::client::Client;
+use crate::config::{ConsumerConfig, StartPosition};
+use crate::consumer::{list_offsets, Consumer, ConsumerRecord};
+use crate::error::{ClientError, Result};
+
+/// Settings of a group member.
+#[derive(Debug, Clone)]
+pub struct GroupConsumerConfig {
+    pub group: String,
+    /// The topics this member reads (at least one).
+    pub topics: Vec<String>,
+    /// Prefix of the member id the server gives out, for people reading `group describe`.
+    pub client_id: String,
+    /// Commit handed-out positions every `auto_commit_interval`, before a partition is
+    /// released and on close. Off: only [`GroupConsumer::commit`] commits.
+    pub auto_commit: bool,
+    pub auto_commit_interval: Duration,
+    /// Where to start in a partition the group never committed. Earliest by default, so
+    /// a new group sees every retained record.
+    pub start: StartPosition,
+    /// Create the group with default settings if it does not exist.
+    pub create_group: bool,
+    /// Shared mode: the most records one poll leases (spread over the partitions).
+    pub max_poll_records: u32,
+    pub consumer: ConsumerConfig,
+}
+
+impl GroupConsumerConfig {
+    pub fn new(group: impl Into<String>, topics: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        GroupConsumerConfig {
+            group: group.into(),
+            topics: topics.into_iter().map(Into::into).collect(),
+            client_id: "consumer".into(),
+            auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            start: StartPosition::Earliest,
+            create_group: true,
+            max_poll_records: 500,
+            consumer: ConsumerConfig::default(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.group.is_empty() || self.topics.is_empty() {
+            return Err(ClientError::InvalidArgument("a group consumer needs a group and at least one topic".into()));
+        }
+        if self.auto_commit && self.auto_commit_interval.is_zero() {
+            return Err(ClientError::InvalidArgument("auto_commit_interval must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A partition this member owns.
+#[derive(Debug, Clone)]
+struct Owned {
+    generation: u64,
+    /// The offset after the last record handed to the application.
+    consumed: u64,
+    committed: Option<u64>,
+}
+
+type Key = (String, PartitionId);
+
+/// One member of a partitioned consumer group. Not shared: one member, one reader.
+pub struct GroupConsumer {
+    client: Client,
+    admin: Admin,
+    config: GroupConsumerConfig,
+    membership: Membership,
+    beat: Arc<Mutex<Beat>>,
+    heartbeat: Option<JoinHandle<()>>,
+    readers: BTreeMap<String, Consumer>,
+    owned: BTreeMap<Key, Owned>,
+    buffer: VecDeque<ConsumerRecord>,
+    next_auto_commit: Instant,
+    closed: bool,
+}
+
+impl std::fmt::Debug for GroupConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConsumer")
+            .field("group", &self.config.group)
+            .field("member", &self.membership.member_id)
+            .field("assignment", &self.assignment())
+            .finish()
+    }
+}
+
+impl GroupConsumer {
+    /// Joins the group and starts reading what the server assigns.
+    pub async fn new(client: Client, config: GroupConsumerConfig) -> Result<GroupConsumer> {
+        config.validate()?;
+        let mut readers = BTreeMap::new();
+        for t in &config.topics {
+            let reader = Consumer::new(client.clone(), t, Some(vec![]), config.start, config.consumer.clone()).await?;
+            readers.insert(t.clone(), reader);
+        }
+        let admin = client.admin();
+        let (membership, assignment) =
+            member::join(&admin, &config.group, &config.topics, &config.client_id, config.create_group, false).await?;
+        let next_auto_commit = Instant::now() + config.auto_commit_interval;
+        let mut me = GroupConsumer {
+            client,
+            admin,
+            config,
+            membership,
+            beat: Arc::default(),
+            heartbeat: None,
+            readers,
+            owned: BTreeMap::new(),
+            buffer: VecDeque::new(),
+            next_auto_commit,
+            closed: false,
+        };
+        me.start_heartbeat();
+        me.sync(assignment).await?;
+        Ok(me)
+    }
+
+    pub fn group(&self) -> &str {
+        &self.config.group
+    }
+
+    /// The id the server gave this member (it changes if the member has to rejoin).
+    pub fn member_id(&self) -> &str {
+        &self.membership.member_id
+    }
+
+    /// The partitions this member reads now.
+    pub fn assignment(&self) -> Vec<(String, PartitionId)> {
+        self.owned.keys().cloned().collect()
+    }
+
+    /// The offset after the last record handed out, per owned partition.
+    pub fn positions(&self) -> BTreeMap<(String, PartitionId), u64> {
+        self.owned.iter().map(|(k, o)| (k.clone(), o.consumed)).collect()
+    }
+
+    /// Waits up to `timeout` for records of the partitions this member owns.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.poll_up_to(timeout, usize::MAX).await
+    }
+
+    /// Like [`Self::poll`], handing out at most `max` records; the rest stay buffered
+    /// (not consumed, so not committed) for the next call.
+    pub async fn poll_up_to(&mut self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
+        if self.buffer.is_empty() {
+            self.fill(Instant::now() + timeout).await?;
+        }
+        let n = max.min(self.buffer.len());
+        let records: Vec<ConsumerRecord> = self.buffer.drain(..n).collect();
+        for r in &records {
+            self.mark_consumed(r);
+        }
+        Ok(records)
+    }
+
+    /// The next record, waiting as long as it takes.
+    pub async fn next(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if let Some(r) = self.buffer.pop_front() {
+                self.mark_consumed(&r);
+                return Ok(r);
+            }
+            self.fill(Instant::now() + Duration::from_secs(1)).await?;
+        }
+    }
+
+    /// Commits the position after every record handed out so far, in every owned
+    /// partition. A partition that moved to another member meanwhile is dropped and the
+    /// error (StaleGeneration) returned: its records will be read again by the new owner.
+    pub async fn commit(&mut self) -> Result<()> {
+        let keys: Vec<Key> = self.owned.keys().cloned().collect();
+        self.commit_keys(keys).await
+    }
+
+    /// Commits (with auto-commit on), leaves the group so its partitions move at once,
+    /// and stops heartbeating.
+    pub async fn close(mut self) -> Result<()> {
+        self.closed = true;
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        if self.config.auto_commit {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(group = %self.config.group, error = %e, "final commit failed");
+            }
+        }
+        member::leave(&self.admin, &self.membership).await
+    }
+
+    /// Stops heartbeating and walks away without committing or leaving, as a crashed
+    /// process would: the group notices when the session times out. For failure tests.
+    pub fn kill(mut self) {
+        self.closed = true;
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+
+    fn mark_consumed(&mut self, r: &ConsumerRecord) {
+        if let Some(o) = self.owned.get_mut(&(r.topic.to_string(), r.partition)) {
+            o.consumed = r.offset + 1;
+        }
+    }
+
+    fn start_heartbeat(&mut self) {
+        *self.beat.lock().unwrap_or_else(|e| e.into_inner()) = Beat::default();
+        let task = member::heartbeat_loop(self.admin.clone(), self.membership.clone(), self.beat.clone());
+        if let Some(old) = self.heartbeat.replace(tokio::spawn(task)) {
+            old.abort();
+        }
+    }
+
+    /// Runs the readers until records are buffered or `deadline` passes, keeping the
+    /// membership current in between.
+    async fn fill(&mut self, deadline: Instant) -> Result<()> {
+        loop {
+            self.maintain().await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let slice = left.min(self.membership.heartbeat_interval);
+            let active: Vec<&mut Consumer> = self.readers.values_mut().filter(|r| !r.assignment().is_empty()).collect();
+            if active.is_empty() {
+                tokio::time::sleep(slice).await;
+            } else {
+                let each = slice / active.len() as u32;
+                for reader in active {
+                    let records = reader.poll(each).await?;
+                    self.buffer.extend(records);
+                }
+            }
+            if !self.buffer.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes what the heartbeat learned: rejoins after expiry, applies a new
+    /// assignment, and auto-commits when due.
+    async fn maintain(&mut self) -> Result<()> {
+        let (assignment, expired) = {
+            let mut b = self.beat.lock().unwrap_or_else(|e| e.into_inner());
+            (b.assignment.take(), std::mem::take(&mut b.expired))
+        };
+        if expired {
+            return self.rejoin().await;
+        }
+        if let Some(a) = assignment {
+            self.sync(a).await?;
+        }
+        if self.config.auto_commit && Instant::now() >= self.next_auto_commit {
+            self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+            if let Err(e) = self.commit().await {
+                tracing::warn!(group = %self.config.group, error = %e, "auto-commit failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// The server forgot this member (its session expired): whatever it owned has moved
+    /// or will, so drop everything uncommitted and join as a new member.
+    async fn rejoin(&mut self) -> Result<()> {
+        let keys: Vec<Key> = self.owned.keys().cloned().collect();
+        for k in &keys {
+            self.drop_partition(k);
+        }
+        let c = &self.config;
+        let (membership, assignment) =
+            member::join(&self.admin, &c.group, &c.topics, &c.client_id, true, false).await?;
+        tracing::info!(group = %c.group, member = %membership.member_id, "rejoined the group");
+        self.membership = membership;
+        self.start_heartbeat();
+        self.sync(assignment).await
+    }
+
+    /// Brings the readers in line with `assignment`: drops lost partitions, commits and
+    /// releases revoking ones, and starts gained ones at their committed offset.
+    async fn sync(&mut self, assignment: Vec<Assigned>) -> Result<()> {
+        let current = |o: &Owned, k: &Key| {
+            assignment.iter().any(|a| (&a.topic, a.partition) == (&k.0, k.1) && a.generation == o.generation)
+        };
+        let lost: Vec<Key> = self.owned.iter().filter(|(k, o)| !current(o, k)).map(|(k, _)| k.clone()).collect();
+        for k in &lost {
+            tracing::info!(group = %self.config.group, topic = %k.0, partition = k.1, "partition lost");
+            self.drop_partition(k);
+        }
+        let revoking: Vec<Assigned> = assignment.iter().filter(|a| a.revoking).cloned().collect();
+        if !revoking.is_empty() {
+            let keys: Vec<Key> = revoking.iter().map(|a| (a.topic.clone(), a.partition)).collect();
+            if self.config.auto_commit {
+                if let Err(e) = self.commit_keys(keys.clone()).await {
+                    tracing::warn!(group = %self.config.group, error = %e, "commit before revoking failed");
+                }
+            }
+            for k in &keys {
+                self.drop_partition(k);
+            }
+            match member::release(&self.admin, &self.membership, &revoking).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(ErrorCode::UnknownMember) => {
+                    self.beat.lock().unwrap_or_else(|e| e.into_inner()).expired = true;
+                }
+                // The next heartbeat still lists them as revoking: released again then.
+                Err(e) => tracing::warn!(group = %self.config.group, error = %e, "releasing partitions failed"),
+            }
+        }
+        for a in assignment.into_iter().filter(|a| !a.revoking) {
+            let key = (a.topic.clone(), a.partition);
+            if self.owned.contains_key(&key) {
+                continue;
+            }
+            let Some(reader) = self.readers.get_mut(&a.topic) else { continue };
+            let at = OffsetTarget {
+                group: &self.config.group,
+                group_id: self.membership.group_id,
+                topic: &a.topic,
+                partition: a.partition,
+            };
+            let committed = fetch_committed(&self.client, &at).await?;
+            let committed = committed.has_offset.then_some(committed.offset);
+            let position = match committed {
+                Some(o) => o,
+                None => start_offset(&self.client, &a.topic, a.partition, self.config.start).await?,
+            };
+            tracing::info!(group = %self.config.group, topic = %a.topic, partition = a.partition, position,
+                "partition assigned");
+            reader.add_partition(a.partition, position);
+            self.owned.insert(key, Owned { generation: a.generation, consumed: position, committed });
+        }
+        Ok(())
+    }
+
+    fn drop_partition(&mut self, k: &Key) {
+        self.owned.remove(k);
+        self.buffer.retain(|r| !(&*r.topic == k.0.as_str() && r.partition == k.1));
+        if let Some(reader) = self.readers.get_mut(&k.0) {
+            reader.remove_partition(k.1);
+        }
+    }
+
+    /// Commits the handed-out positions of `keys` that moved since their last commit.
+    async fn commit_keys(&mut self, keys: Vec<Key>) -> Result<()> {
+        let work: Vec<(Key, u64, u64)> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let o = self.owned.get(&k)?;
+                (o.committed != Some(o.consumed)).then_some((k, o.generation, o.consumed))
+            })
+            .collect();
+        let (client, group, group_id) = (&self.client, &self.config.group, self.membership.group_id);
+        let member = &self.membership.member_id;
+        let results = join_all(work.iter().map(|(k, generation, offset)| async move {
+            let at = OffsetTarget { group, group_id, topic: &k.0, partition: k.1 };
+            commit_offset(client, &at, member, *generation, *offset).await
+        }))
+        .await;
+        let mut first_err = None;
+        for ((k, _, offset), r) in work.into_iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    if let Some(o) = self.owned.get_mut(&k) {
+                        o.committed = Some(offset);
+                    }
+                }
+                Err(e) => {
+                    if e.code() == Some(ErrorCode::StaleGeneration) {
+                        tracing::warn!(group = %self.config.group, topic = %k.0, partition = k.1, error = %e,
+                            "partition moved to another member; dropping it");
+                        self.drop_partition(&k);
+                    }
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for GroupConsumer {
+    /// Dropping without `close` still leaves gracefully when a runtime is around: the
+    /// commit (with auto-commit) and the LeaveGroup run in a spawned task.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let (client, admin, membership) = (self.client.clone(), self.admin.clone(), self.membership.clone());
+        let commits: Vec<(Key, u64, u64)> = if self.config.auto_commit {
+            let pending = self.owned.iter().filter(|(_, o)| o.committed != Some(o.consumed));
+            pending.map(|(k, o)| (k.clone(), o.generation, o.consumed)).collect()
+        } else {
+            Vec::new()
+        };
+        handle.spawn(async move {
+            for (k, generation, offset) in commits {
+                let at = OffsetTarget {
+                    group: &membership.group,
+                    group_id: membership.group_id,
+                    topic: &k.0,
+                    partition: k.1,
+                };
+                let _ = commit_offset(&client, &at, &membership.member_id, generation, offset).await;
+            }
+            let _ = member::leave(&admin, &membership).await;
+        });
+    }
+}
+
+/// Where to start in a partition the group never committed.
+async fn start_offset(client: &Client, topic: &str, partition: PartitionId, start: StartPosition) -> Result<u64> {
+    let spec = match start {
+        StartPosition::Offset(n) => return Ok(n),
+        StartPosition::Earliest => Spec::Earliest(true),
+        StartPosition::Latest => Spec::Latest(true),
+        StartPosition::Timestamp(ms) => Spec::TimestampMs(ms),
+    };
+    Ok(list_offsets(client, topic, partition, spec).await?.offset)
+}

@@ -1,0 +1,15 @@
+//! Consumer groups: [`GroupConsumer`] (a member of a partitioned group), [`SharedConsumer`]
+//! (a member of a shared, queue-style group) and the group
+//! administration on [`Admin`](crate::Admin).
+
+mod admin;
+mod consumer;
+mod member;
+mod route;
+mod shared;
+
+pub use admin::{
+    GroupDescription, GroupListing, GroupMemberDescription, GroupMode, GroupPartitionDescription, GroupSettings,
+};
+pub use consumer::{GroupConsumer, GroupConsumerConfig};
+pub use shared::{SharedConsumer, SharedRecord};

@@ -1,0 +1,318 @@
+//! [`SharedConsumer`]: a member of a shared (queue-style) group. Every member reads every
+//! partition; the partition leaders lease each record to one member at a time for the
+//! group's lock duration, and the member acknowledges, releases or rejects it.
+//!
+//! ```text
+//! poll ─▶ send settled acks ─▶ ShareFetch on every partition (leases records)
+//!      ├▶ dead letters ─▶ produced to the dead-letter topic, then acknowledged
+//!      └▶ records ─▶ caller ─▶ ack / release / reject (auto: acked at the next poll)
+//! ```
+//!
+//! A member that dies simply stops acknowledging: its leases expire and the records
+//! are delivered to someone else, counting the attempt.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use tidemark_proto::v1::{self, AckKind};
+use tokio::task::JoinHandle;
+
+use super::consumer::GroupConsumerConfig;
+use super::member::{self, Beat, Membership};
+use super::route::partition_call;
+use crate::admin::Admin;
+use crate::client::Client;
+use crate::config::ProducerConfig;
+use crate::consumer::{records_from_fetch, ConsumerRecord};
+use crate::error::Result;
+use crate::producer::{Producer, ProducerRecord};
+
+/// A record leased to this member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedRecord {
+    pub record: ConsumerRecord,
+    /// How many times it was delivered, this time included: above 1 it was released, or
+    /// a member holding it died.
+    pub delivery_count: u32,
+}
+
+type Key = (String, u32);
+
+/// One member of a shared group. Not shared itself: one member, one reader.
+pub struct SharedConsumer {
+    client: Client,
+    admin: Admin,
+    config: GroupConsumerConfig,
+    membership: Membership,
+    beat: Arc<Mutex<Beat>>,
+    heartbeat: Option<JoinHandle<()>>,
+    partitions: Vec<Key>,
+    /// Handed out, not yet settled by the application.
+    unsettled: BTreeSet<(String, u32, u64)>,
+    /// Settled by the application, not yet sent.
+    pending: BTreeMap<Key, Vec<v1::ShareAck>>,
+    producer: Option<Producer>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for SharedConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConsumer")
+            .field("group", &self.config.group)
+            .field("unsettled", &self.unsettled.len())
+            .finish()
+    }
+}
+
+impl SharedConsumer {
+    /// Joins the shared group (creating it with defaults if `create_group`).
+    /// `auto_commit` acknowledges every record handed out at the next poll.
+    pub async fn new(client: Client, config: GroupConsumerConfig) -> Result<SharedConsumer> {
+        config.validate()?;
+        let mut partitions = Vec::new();
+        for t in &config.topics {
+            let n = client.partition_count(t).await?;
+            partitions.extend((0..n).map(|p| (t.clone(), p)));
+        }
+        let admin = client.admin();
+        let (membership, _) =
+            member::join(&admin, &config.group, &config.topics, &config.client_id, config.create_group, true).await?;
+        let mut me = SharedConsumer {
+            client,
+            admin,
+            config,
+            membership,
+            beat: Arc::default(),
+            heartbeat: None,
+            partitions,
+            unsettled: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            producer: None,
+            closed: false,
+        };
+        me.start_heartbeat();
+        Ok(me)
+    }
+
+    pub fn member_id(&self) -> &str {
+        &self.membership.member_id
+    }
+
+    fn start_heartbeat(&mut self) {
+        *self.beat.lock().unwrap_or_else(|e| e.into_inner()) = Beat::default();
+        let task = member::heartbeat_loop(self.admin.clone(), self.membership.clone(), self.beat.clone());
+        if let Some(old) = self.heartbeat.replace(tokio::spawn(task)) {
+            old.abort();
+        }
+    }
+
+    /// Acknowledges a record: it is done and never delivered again.
+    pub fn ack(&mut self, r: &ConsumerRecord) {
+        self.settle(r, AckKind::Accept);
+    }
+
+    /// Gives a record back: delivered again (to any member) after the redelivery backoff.
+    pub fn release(&mut self, r: &ConsumerRecord) {
+        self.settle(r, AckKind::Release);
+    }
+
+    /// Marks a record unprocessable: it goes to the dead-letter topic.
+    pub fn reject(&mut self, r: &ConsumerRecord) {
+        self.settle(r, AckKind::Reject);
+    }
+
+    fn settle(&mut self, r: &ConsumerRecord, kind: AckKind) {
+        if self.unsettled.remove(&(r.topic.to_string(), r.partition, r.offset)) {
+            let ack = v1::ShareAck { offset: r.offset, kind: kind as i32 };
+            self.pending.entry((r.topic.to_string(), r.partition)).or_default().push(ack);
+        }
+    }
+
+    /// Sends settled acks, then leases and returns records (waiting up to `timeout`).
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<SharedRecord>> {
+        self.poll_up_to(timeout, self.config.max_poll_records).await
+    }
+
+    /// Like [`Self::poll`], leasing at most about `max` records. Lease only what will be
+    /// processed: every lease counts as a delivery attempt, released or not.
+    pub async fn poll_up_to(&mut self, timeout: Duration, max: u32) -> Result<Vec<SharedRecord>> {
+        if std::mem::take(&mut self.beat.lock().unwrap_or_else(|e| e.into_inner()).expired) {
+            self.rejoin().await?;
+        }
+        if self.config.auto_commit {
+            self.settle_all(AckKind::Accept);
+        }
+        self.flush().await?;
+        let per_partition = (max / self.partitions.len().max(1) as u32).max(1);
+        let wait = timeout.min(Duration::from_millis(300));
+        let fetches = self.partitions.iter().map(|(t, p)| self.share_fetch(t, *p, per_partition, wait));
+        let answers = join_all(fetches).await;
+        let mut out = Vec::new();
+        let mut dead = Vec::new();
+        for ((topic, partition), answer) in self.partitions.clone().iter().zip(answers) {
+            let resp = match answer {
+                Ok(r) => r,
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(%topic, partition, error = %e, "shared fetch failed; retrying next poll");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let leased: BTreeMap<u64, &v1::LeasedRecord> = resp.leased.iter().map(|l| (l.offset, l)).collect();
+            let t: Arc<str> = Arc::from(topic.as_str());
+            let (records, _) = records_from_fetch(&t, *partition, 0, &resp.batches)?;
+            for r in records {
+                let Some(l) = leased.get(&r.offset) else { continue };
+                self.unsettled.insert((topic.clone(), *partition, r.offset));
+                if l.dead_letter {
+                    dead.push(r);
+                } else {
+                    out.push(SharedRecord { record: r, delivery_count: l.delivery_count });
+                }
+            }
+        }
+        self.dead_letter(dead).await;
+        Ok(out)
+    }
+
+    /// Moves records delivered too often (or rejected) to the dead-letter topic, then
+    /// acknowledges them. Without a dead-letter topic they are dropped (acknowledged).
+    async fn dead_letter(&mut self, dead: Vec<ConsumerRecord>) {
+        if dead.is_empty() {
+            return;
+        }
+        if let Some(topic) = self.membership.dead_letter_topic.clone() {
+            if self.producer.is_none() {
+                self.producer = self.client.producer(ProducerConfig::default()).ok();
+            }
+            let Some(producer) = &self.producer else { return };
+            let sends = dead.iter().map(|r| {
+                let mut rec = ProducerRecord::new(r.value.clone());
+                rec.key = r.key.clone();
+                rec.headers = r.headers.clone();
+                producer.send(&topic, rec)
+            });
+            let results = join_all(sends.collect::<Vec<_>>()).await;
+            for (r, res) in dead.iter().zip(results) {
+                match res {
+                    Ok(_) => self.ack(r),
+                    // Left unacknowledged: the lease expires and it is dead-lettered again.
+                    Err(e) => tracing::warn!(topic = %topic, error = %e, "could not write a dead letter"),
+                }
+            }
+        } else {
+            for r in &dead {
+                tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset,
+                    "record exceeded its delivery attempts and the group has no dead-letter topic; dropping it");
+                self.ack(r);
+            }
+        }
+    }
+
+    fn settle_all(&mut self, kind: AckKind) {
+        for (topic, partition, offset) in std::mem::take(&mut self.unsettled) {
+            let ack = v1::ShareAck { offset, kind: kind as i32 };
+            self.pending.entry((topic, partition)).or_default().push(ack);
+        }
+    }
+
+    /// Sends every pending ack to its partition's leader.
+    pub async fn flush(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let sends = pending.into_iter().map(|((topic, partition), acks)| {
+            let req = v1::ShareAckRequest {
+                group: self.config.group.clone(),
+                member_id: self.membership.member_id.clone(),
+                topic: topic.clone(),
+                partition,
+                acks,
+            };
+            let client = self.client.clone();
+            async move {
+                partition_call(&client, &topic, partition, "acknowledging records", |mut c| {
+                    let req = req.clone();
+                    async move { c.share_ack(req).await }
+                })
+                .await
+            }
+        });
+        for r in join_all(sends.collect::<Vec<_>>()).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn share_fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        max: u32,
+        wait: Duration,
+    ) -> Result<v1::ShareFetchResponse> {
+        let req = v1::ShareFetchRequest {
+            group: self.config.group.clone(),
+            member_id: self.membership.member_id.clone(),
+            topic: topic.to_string(),
+            partition,
+            max_records: max,
+            max_wait_ms: wait.as_millis() as u32,
+        };
+        partition_call(&self.client, topic, partition, "shared fetch", |mut c| {
+            let req = req.clone();
+            async move { c.share_fetch(req).await }
+        })
+        .await
+    }
+
+    async fn rejoin(&mut self) -> Result<()> {
+        let c = &self.config;
+        let (membership, _) = member::join(&self.admin, &c.group, &c.topics, &c.client_id, true, true).await?;
+        self.membership = membership;
+        self.start_heartbeat();
+        Ok(())
+    }
+
+    /// Settles what is still open (acknowledged with auto-commit, else released so
+    /// others get it at once), sends it, and leaves the group.
+    pub async fn close(mut self) -> Result<()> {
+        self.closed = true;
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        let kind = if self.config.auto_commit { AckKind::Accept } else { AckKind::Release };
+        self.settle_all(kind);
+        let flushed = self.flush().await;
+        if let Some(p) = &self.producer {
+            p.close().await;
+        }
+        member::leave(&self.admin, &self.membership).await?;
+        flushed
+    }
+
+    /// Walks away like a crashed process: no acks, no leave. Its leases expire.
+    pub fn kill(mut self) {
+        self.closed = true;
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for SharedConsumer {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        if self.closed {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (admin, membership) = (self.admin.clone(), self.membership.clone());
+            handle.spawn(async move {
+                let _ = member::leave(&admin, &membership).await;
+            });
+        }
+    }
+}
