@@ -2,13 +2,20 @@
 //! latency percentiles (HDR histogram), the longest stall and errors — against whatever
 //! `--bootstrap` names. Each runs for `--duration` seconds (or less) and stops by itself.
 //!
-//! The benches share [`stats`]: one recorder, one progress line, one summary contract.
+//! ```text
+//! produce  producers ──send──▶ cluster            latency = send → ack
+//! consume  [prefill] ─▶ cluster ──poll──▶ K consumers  latency = one poll call
+//! ```
+//!
+//! Both share [`stats`]: one recorder, one progress line, one summary contract.
 
+mod consume;
 mod produce;
 mod stats;
 
 use tidemark_client::{Client, ErrorCode};
 
+pub use consume::ConsumeBench;
 pub use produce::ProduceBench;
 
 #[derive(Debug, clap::Subcommand)]
@@ -22,11 +29,25 @@ pub enum BenchCommand {
         p99 of the last second; the summary adds p50/p99/p99.9/max latency (send to ack), the\n\
         longest interval with no acknowledgement, and errors.")]
     Produce(ProduceBench),
+    /// Measure how fast K consumers read a topic from its beginning.
+    #[command(after_help = "Examples:\n  \
+        tidemark bench consume --topic cbench --prefill 200000 --duration 30\n  \
+        tidemark bench consume --topic cbench --consumers 4 --prefill 200000 --format json\n\n\
+        Consumer i of K reads the partitions p with p % K == i, from the earliest offset.\n\
+        --prefill N first writes records until the topic holds at least N (creating it if\n\
+        needed), so the bench needs nothing set up beforehand. Reading stops when every record\n\
+        that was in the topic at the start has been read (\"stopped all_read\") or at\n\
+        --duration (\"stopped duration\"), whichever comes first.\n\n\
+        Latency here is the duration of one poll call that returned records (one sample per\n\
+        call, not per record): how long a reader waits for its next chunk. The gap\n\
+        (max_ack_gap_ms) is the longest interval in which no consumer received any record.")]
+    Consume(ConsumeBench),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Produce(a) => produce::run(a).await,
+        BenchCommand::Consume(a) => consume::run(a).await,
     }
 }
 
