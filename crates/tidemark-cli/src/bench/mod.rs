@@ -5,17 +5,21 @@
 //! ```text
 //! produce  producers ──send──▶ cluster            latency = send → ack
 //! consume  [prefill] ─▶ cluster ──poll──▶ K consumers  latency = one poll call
+//! e2e      producer ──▶ cluster ──▶ tailing consumer   latency = send → receive
+//!                                  (stamp in the value)
 //! ```
 //!
-//! Both share [`stats`]: one recorder, one progress line, one summary contract.
+//! All three share [`stats`]: one recorder, one progress line, one summary contract.
 
 mod consume;
+mod e2e;
 mod produce;
 mod stats;
 
 use tidemark_client::{Client, ErrorCode};
 
 pub use consume::ConsumeBench;
+pub use e2e::E2eBench;
 pub use produce::ProduceBench;
 
 #[derive(Debug, clap::Subcommand)]
@@ -42,12 +46,24 @@ pub enum BenchCommand {
         call, not per record): how long a reader waits for its next chunk. The gap\n\
         (max_ack_gap_ms) is the longest interval in which no consumer received any record.")]
     Consume(ConsumeBench),
+    /// Measure publish-to-receive latency at a fixed produce rate.
+    #[command(after_help = "Examples:\n  \
+        tidemark bench e2e --topic e2e --rate 2000 --duration 20\n  \
+        tidemark bench e2e --topic e2e --rate 500 --duration 10 --format json\n\n\
+        A consumer tails every partition from the end (positioned before the first send), then\n\
+        one producer sends --rate records/s. Each value starts with this run's id and its send\n\
+        time, so the consumer measures send-to-receive latency per record on the same clock\n\
+        (records of other writers are ignored). After --duration the producer stops and the\n\
+        consumer waits up to 10 s for the rest; an acknowledged record never received counts\n\
+        as an error. max_ack_gap_ms is the longest interval between two received records.")]
+    E2e(E2eBench),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Produce(a) => produce::run(a).await,
         BenchCommand::Consume(a) => consume::run(a).await,
+        BenchCommand::E2e(a) => e2e::run(a).await,
     }
 }
 
