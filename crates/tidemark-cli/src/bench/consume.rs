@@ -28,6 +28,9 @@ use tokio::time::Instant;
 use super::stats::{print_text, show_progress, Stats};
 use crate::common::{print_json, ClientArgs, Format};
 
+/// Bytes the prefill producer may have unacknowledged.
+const PREFILL_BUFFER_BYTES: usize = 4 << 20;
+
 #[derive(Debug, clap::Args)]
 pub struct ConsumeBench {
     /// The topic to read (created by --prefill if missing).
@@ -125,7 +128,10 @@ async fn prefill(client: &Client, topic: &str, want: u64, record_size: usize) ->
     }
     let missing = want - held;
     let partitions = desc.partitions.len().max(1) as u64;
-    let producer = client.producer(ProducerConfig::default()).context("could not start the prefill producer")?;
+    // A small buffer: the SDK's 64 MiB default lets records queue longer than the delivery
+    // timeout on a slow or busy cluster, and prefill is about getting every record written.
+    let config = ProducerConfig { max_buffered_bytes: PREFILL_BUFFER_BYTES, ..ProducerConfig::default() };
+    let producer = client.producer(config).context("could not start the prefill producer")?;
     let bar = indicatif::ProgressBar::new(missing).with_message(format!("prefilling {topic}"));
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} records ({per_sec}, {eta} left)")
