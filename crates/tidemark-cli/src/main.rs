@@ -161,7 +161,7 @@ mod tests {
             &["tidemark", "cluster", "status", "--format", "json"],
             &["tidemark", "dev", "--nodes", "3"],
             &["tidemark", "bench", "produce", "--topic", "t", "--rate", "2000", "--linger-ms", "0", "--no-idempotent"],
-            &["tidemark", "bench", "consume", "--topic", "t", "--consumers", "4", "--prefill", "1000", "--format", "json"],
+            &["tidemark", "bench", "consume", "--topic", "t", "--consumers", "4", "--prefill", "1000"],
             &["tidemark", "bench", "e2e", "--topic", "t", "--rate", "2000", "--duration", "5", "--record-size", "64"],
             &["tidemark", "serve", "--id", "1", "--listen", "127.0.0.1:9092", "--data-dir", "d", "--peers", "1=a:1"],
         ] {
