@@ -199,6 +199,9 @@ mod tests {
             &["tidemark", "group", "reset-offsets", "g", "--to-timestamp", "1700000000000"],
             &["tidemark", "group", "delete", "g"],
             &["tidemark", "dev", "--nodes", "3"],
+            &["tidemark", "bench", "produce", "--topic", "t", "--rate", "2000", "--linger-ms", "0", "--no-idempotent"],
+            &["tidemark", "bench", "consume", "--topic", "t", "--consumers", "4", "--prefill", "1000"],
+            &["tidemark", "bench", "e2e", "--topic", "t", "--rate", "2000", "--duration", "5", "--record-size", "64"],
             &["tidemark", "serve", "--id", "1", "--listen", "127.0.0.1:9092", "--data-dir", "d", "--peers", "1=a:1"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
