@@ -52,33 +52,33 @@ pub enum Admit {
 
 impl Proposed {
     /// Decides for an idempotent batch `h` (`producer_id >= 0`); `applied` seeds a
-    /// producer this leader has not seen yet. Records the batch when it is admitted in
-    /// line, so its successor is admitted next.
+    /// producer this leader has not seen yet. A producer known to neither (or in a new
+    /// epoch) starts at sequence 0. Every admitted batch becomes the hint, including one
+    /// behind it: that is a retry or a batch the producer renumbered after a gap, and
+    /// the producer's next batch follows it.
     pub fn admit(&mut self, h: &BatchHeader, applied: impl FnOnce() -> Option<(i16, i32)>) -> Admit {
-        let next = seq_add(h.base_sequence, h.record_count);
         let known = match self.0.get(&h.producer_id) {
             Some(&k) => Some(k),
             None => applied(),
         };
-        let admit = match known {
-            Some((epoch, expected)) if epoch == h.producer_epoch => {
-                let ahead = (h.base_sequence as i64 - expected as i64).rem_euclid(i32::MAX as i64 + 1);
-                if ahead == 0 {
-                    Admit::Now
-                } else if ahead < AHEAD_LIMIT {
-                    return Admit::Wait;
-                } else {
-                    // Behind: a retry or a renumbered batch. Keep the hint as it is.
-                    return Admit::Now;
-                }
-            }
-            _ => Admit::Now,
+        let expected = match known {
+            Some((epoch, next)) if epoch == h.producer_epoch => next,
+            _ => 0,
         };
-        if self.0.len() >= MAX_TRACKED {
+        let ahead = (h.base_sequence as i64 - expected as i64).rem_euclid(i32::MAX as i64 + 1);
+        if ahead != 0 && ahead < AHEAD_LIMIT {
+            return Admit::Wait;
+        }
+        self.record(h);
+        Admit::Now
+    }
+
+    /// Records `h` as the last batch handed to Raft for its producer.
+    pub fn record(&mut self, h: &BatchHeader) {
+        if self.0.len() >= MAX_TRACKED && !self.0.contains_key(&h.producer_id) {
             self.0.clear();
         }
-        self.0.insert(h.producer_id, (h.producer_epoch, next));
-        admit
+        self.0.insert(h.producer_id, (h.producer_epoch, seq_add(h.base_sequence, h.record_count)));
     }
 }
 
@@ -112,7 +112,8 @@ impl Sequencer {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if tokio::time::timeout(left, handed_over).await.is_err() {
                 tracing::debug!(producer = h.producer_id, seq = h.base_sequence, "predecessor batch did not arrive");
-                let proposed = self.proposed.lock().await;
+                let mut proposed = self.proposed.lock().await;
+                proposed.record(h);
                 return SequencerGuard { _proposed: proposed, notify: &self.handed_over };
             }
         }
@@ -160,12 +161,26 @@ mod tests {
     }
 
     #[test]
-    fn retries_and_renumbered_batches_behind_the_hint_pass_without_moving_it() {
+    fn retries_and_renumbered_batches_behind_the_hint_pass_and_the_hint_follows_them() {
         let mut p = Proposed::default();
         p.admit(&batch(7, 0, 0, 10), || None);
         p.admit(&batch(7, 0, 10, 10), || None);
-        assert_eq!(p.admit(&batch(7, 0, 0, 10), || None), Admit::Now, "a retry of the first batch");
-        assert_eq!(p.admit(&batch(7, 0, 20, 5), || None), Admit::Now, "the hint still expects 20");
+        p.admit(&batch(7, 0, 20, 10), || None);
+        // Batch 10..20 failed for good; the producer renumbers what follows from 10.
+        assert_eq!(p.admit(&batch(7, 0, 10, 5), || None), Admit::Now, "behind the hint: renumbered");
+        assert_eq!(p.admit(&batch(7, 0, 20, 5), || None), Admit::Wait, "15..20 comes first now");
+        assert_eq!(p.admit(&batch(7, 0, 15, 5), || None), Admit::Now);
+        assert_eq!(p.admit(&batch(7, 0, 20, 5), || None), Admit::Now);
+    }
+
+    #[test]
+    fn a_new_producers_batches_wait_for_its_first_batch() {
+        // Seen on a real cluster: batch 110.. of a brand-new producer overtook batch 0..
+        // and was refused as from an unknown producer.
+        let mut p = Proposed::default();
+        assert_eq!(p.admit(&batch(7, 0, 110, 110), || None), Admit::Wait);
+        assert_eq!(p.admit(&batch(7, 0, 0, 110), || None), Admit::Now);
+        assert_eq!(p.admit(&batch(7, 0, 110, 110), || None), Admit::Now);
     }
 
     #[test]
@@ -177,11 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn a_new_epoch_or_another_producer_is_never_held() {
+    fn a_new_epoch_starts_again_at_zero() {
         let mut p = Proposed::default();
         p.admit(&batch(7, 0, 0, 10), || None);
+        assert_eq!(p.admit(&batch(7, 1, 10, 10), || None), Admit::Wait, "epoch 1 starts at 0");
         assert_eq!(p.admit(&batch(7, 1, 0, 10), || None), Admit::Now);
-        assert_eq!(p.admit(&batch(8, 0, 30, 10), || None), Admit::Now, "nothing known about producer 8");
+        assert_eq!(p.admit(&batch(8, 0, 0, 10), || None), Admit::Now, "producers are independent");
     }
 
     #[test]
@@ -190,7 +206,7 @@ mod tests {
         p.admit(&batch(7, 0, i32::MAX - 4, 5), || None);
         assert_eq!(p.admit(&batch(7, 0, 5, 5), || None), Admit::Wait, "0..5 comes first");
         assert_eq!(p.admit(&batch(7, 0, 0, 5), || None), Admit::Now);
-        assert_eq!(p.admit(&batch(7, 0, i32::MAX - 4, 5), || None), Admit::Now, "behind: a retry");
+        assert_eq!(p.admit(&batch(7, 0, 5, 5), || None), Admit::Now);
     }
 
     #[test]

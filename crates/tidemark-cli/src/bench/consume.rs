@@ -5,11 +5,14 @@
 //! [--prefill N] producer ─▶ topic holds ≥ N records
 //! describe topic ─▶ end offsets = the finish line
 //! member i ◀─ partitions p % K == i ─ poll, poll, ... until caught up or --duration
+//!   (--group G: K members of partitioned group G share the partitions the server assigns;
+//!    --shared: K members of shared group G lease records from any partition and ack them)
 //! ```
 //!
-//! A member is a [`Member`]: today a consumer over a fixed share of the partitions. A
-//! consumer-group mode adds a variant that joins a group instead; the reading loop, the
-//! finish line and the statistics stay the same.
+//! A member is a [`Member`]: a consumer over a fixed share of the partitions, or a member
+//! of a group. The reading loop, the finish line and the statistics are the same for all.
+//! Group members cannot see each other's progress, so in group modes "all read" means the
+//! members together received as many records as the topic held at the start.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,8 +23,8 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use tidemark_client::{
-    Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, PartitionId, ProducerConfig,
-    ProducerRecord, StartPosition,
+    Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, GroupConsumer, GroupConsumerConfig,
+    PartitionId, ProducerConfig, ProducerRecord, SharedConsumer, StartPosition,
 };
 use tokio::time::Instant;
 
@@ -36,10 +39,19 @@ pub struct ConsumeBench {
     /// The topic to read (created by --prefill if missing).
     #[arg(long, default_value = "bench")]
     pub topic: String,
-    /// Consumers reading in parallel; consumer i reads the partitions p with p % K == i,
-    /// so K may not exceed the partition count.
+    /// Consumers reading in parallel. Without --group consumer i reads the partitions p
+    /// with p % K == i, so K may not exceed the partition count.
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
+    /// Read as the members of this consumer group (created with defaults if missing).
+    /// Use a new name per run: a group resumes from its committed offsets, so a second
+    /// run would find nothing left to read (or `tidemark group reset-offsets G --to-earliest`).
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// With --group: a shared (queue) group; members lease records from any partition and
+    /// acknowledge every one, and K may exceed the partition count.
+    #[arg(long, requires = "group")]
+    pub shared: bool,
     /// Longest time to read, in seconds (it stops earlier once everything is read).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -72,11 +84,7 @@ pub async fn run(a: ConsumeBench) -> anyhow::Result<()> {
         prefill(&client, &a.topic, n, a.record_size).await?;
     }
     let finish = end_offsets(&client, &a.topic).await?;
-    let shares = split_partitions(finish.len() as u32, a.consumers)?;
-    let mut members = Vec::new();
-    for share in shares {
-        members.push(Member::open(&client, &a.topic, share).await?);
-    }
+    let members = open_members(&client, &a, &finish).await?;
     let stats = Arc::new(Stats::new());
     let deadline = stats.start + Duration::from_secs(a.duration);
     let tasks: Vec<_> =
@@ -95,6 +103,34 @@ pub async fn run(a: ConsumeBench) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bench's readers: fixed shares of the partitions, or members of `--group`.
+async fn open_members(
+    client: &Client,
+    a: &ConsumeBench,
+    finish: &BTreeMap<PartitionId, Finish>,
+) -> anyhow::Result<Vec<Member>> {
+    let mut members = Vec::new();
+    let Some(group) = &a.group else {
+        for share in split_partitions(finish.len() as u32, a.consumers)? {
+            members.push(Member::open(client, &a.topic, share).await?);
+        }
+        return Ok(members);
+    };
+    let total: u64 = finish.values().map(|f| f.end - f.start).sum();
+    for i in 0..a.consumers {
+        let mut config = GroupConsumerConfig::new(group.clone(), [a.topic.clone()]);
+        config.client_id = format!("bench-{i}");
+        let what = || format!("member {i} could not join group {group:?}");
+        let member = if a.shared {
+            Member::Shared(client.shared_consumer(config).await.with_context(what)?, total)
+        } else {
+            Member::Group(client.group_consumer(config).await.with_context(what)?, total)
+        };
+        members.push(member);
+    }
+    Ok(members)
+}
+
 /// Consumer `i` of `consumers` gets the partitions `p` with `p % consumers == i`: each
 /// partition is read by exactly one consumer and shares differ by at most one partition.
 fn split_partitions(partitions: u32, consumers: usize) -> anyhow::Result<Vec<Vec<PartitionId>>> {
@@ -106,8 +142,15 @@ fn split_partitions(partitions: u32, consumers: usize) -> anyhow::Result<Vec<Vec
     Ok((0..consumers).map(|i| (0..partitions).filter(|p| *p as usize % consumers == i).collect()).collect())
 }
 
-/// The log end offset of every partition: records below it are what "all read" means.
-async fn end_offsets(client: &Client, topic: &str) -> anyhow::Result<BTreeMap<PartitionId, u64>> {
+/// Where a partition's records began and ended when the bench started.
+#[derive(Debug, Clone, Copy)]
+struct Finish {
+    start: u64,
+    end: u64,
+}
+
+/// The log range of every partition: records below its end are what "all read" means.
+async fn end_offsets(client: &Client, topic: &str) -> anyhow::Result<BTreeMap<PartitionId, Finish>> {
     let desc = client.admin().describe_topic(topic).await.map_err(|e| {
         let hint =
             if e.code() == Some(ErrorCode::UnknownTopic) { " (pass --prefill N to create and fill it)" } else { "" };
@@ -115,7 +158,11 @@ async fn end_offsets(client: &Client, topic: &str) -> anyhow::Result<BTreeMap<Pa
     })?;
     let held: u64 = desc.partitions.iter().map(|p| p.log_end_offset.saturating_sub(p.log_start_offset)).sum();
     anyhow::ensure!(held > 0, "topic {topic:?} holds no records; pass --prefill N to write some first");
-    Ok(desc.partitions.iter().map(|p| (p.partition, p.log_end_offset)).collect())
+    Ok(desc
+        .partitions
+        .iter()
+        .map(|p| (p.partition, Finish { start: p.log_start_offset, end: p.log_end_offset }))
+        .collect())
 }
 
 /// Produces records until the topic holds at least `want`, spread evenly over the
@@ -172,11 +219,16 @@ async fn prefill(client: &Client, topic: &str, want: u64, record_size: usize) ->
     Ok(())
 }
 
-/// One reader of the bench. Group modes slot in as further variants: each only says how it
-/// is opened, how it polls and when it has read its part of the finish line.
+/// One reader of the bench: each variant says how it is opened, how it polls and when it
+/// has read its part of the finish line.
 enum Member {
     /// A plain consumer over a fixed share of the partitions.
     Assigned(Consumer),
+    /// A member of a partitioned group; done when the members together read `.1` records.
+    Group(GroupConsumer, u64),
+    /// A member of a shared group (acknowledges what it gets at its next poll); done when
+    /// the members together read `.1` records.
+    Shared(SharedConsumer, u64),
 }
 
 impl Member {
@@ -192,27 +244,53 @@ impl Member {
     async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         match self {
             Member::Assigned(c) => c.poll(timeout).await,
+            Member::Group(c, _) => c.poll(timeout).await,
+            Member::Shared(c, _) => Ok(c.poll(timeout).await?.into_iter().map(|r| r.record).collect()),
         }
     }
 
-    /// True once every partition this member reads is at or past its finish-line offset.
-    fn caught_up(&self, finish: &BTreeMap<PartitionId, u64>) -> bool {
+    /// True once this member's part of the finish line is read (`read`: records all
+    /// members have received so far).
+    fn caught_up(&self, finish: &BTreeMap<PartitionId, Finish>, read: u64) -> bool {
         match self {
-            Member::Assigned(c) => c.positions().iter().all(|(p, pos)| finish.get(p).is_none_or(|end| pos >= end)),
+            Member::Assigned(c) => c.positions().iter().all(|(p, pos)| finish.get(p).is_none_or(|f| *pos >= f.end)),
+            Member::Group(_, total) | Member::Shared(_, total) => read >= *total,
+        }
+    }
+
+    /// Leaves the group (committing or acknowledging what was read).
+    async fn close(self) -> Result<(), ClientError> {
+        match self {
+            Member::Assigned(_) => Ok(()),
+            Member::Group(c, _) => c.close().await,
+            Member::Shared(c, _) => c.close().await,
         }
     }
 }
 
 /// Polls until the member has read up to `finish` (true) or `deadline` passes (false).
 /// One latency sample per poll call that returned records.
-async fn read_until(mut m: Member, finish: BTreeMap<PartitionId, u64>, deadline: Instant, stats: Arc<Stats>) -> bool {
+async fn read_until(m: Member, finish: BTreeMap<PartitionId, Finish>, deadline: Instant, stats: Arc<Stats>) -> bool {
+    let (m, all_read) = read_loop(m, &finish, deadline, &stats).await;
+    if let Err(e) = m.close().await {
+        stats.error(1, format!("leaving the group: {e}"));
+    }
+    all_read
+}
+
+async fn read_loop(
+    mut m: Member,
+    finish: &BTreeMap<PartitionId, Finish>,
+    deadline: Instant,
+    stats: &Stats,
+) -> (Member, bool) {
     loop {
-        if m.caught_up(&finish) {
-            return true;
+        if m.caught_up(finish, stats.records.load(std::sync::atomic::Ordering::Relaxed)) {
+            return (m, true);
         }
         let now = Instant::now();
         if now >= deadline {
-            return false;
+            return (m, false);
         }
         match m.poll((deadline - now).min(Duration::from_millis(500))).await {
             Ok(records) if records.is_empty() => {}
