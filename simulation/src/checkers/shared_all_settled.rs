@@ -28,8 +28,8 @@ pub fn check(run: &RunRecord) -> Result<(), Violation> {
             .acked_values(&g.topic, PROBE_PRODUCER)
             .filter(|(_, v)| !settled.contains(v.as_str()))
             .map(|(s, v)| {
-                let seen = h.shared_deliveries.iter().filter(|d| d.group == g.name && d.value == v);
-                let last = seen.last().map_or("never delivered".into(), |d| {
+                let mut seen = h.shared_deliveries.iter().filter(|d| d.group == g.name && d.value == v);
+                let last = seen.next_back().map_or("never delivered".into(), |d| {
                     format!("last delivered to {} at {:?} (count {}, {:?})", d.member, d.at, d.delivery_count, d.settle)
                 });
                 format!("{v} ({}/{}@{}, {last})", s.topic, s.partition, s.acked_offset().unwrap_or_default())

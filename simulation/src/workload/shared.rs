@@ -46,7 +46,7 @@ impl Workload for SharedGroup {
 /// workload, so a drain with dead letters ends by going idle).
 fn settled(h: &History, spec: &GroupSpec, now: Duration, drained: Duration) -> bool {
     let deliveries = || h.shared_deliveries.iter().filter(|d| d.group == spec.name);
-    let idle = deliveries().last().map_or(now, |d| now.saturating_sub(d.at));
+    let idle = deliveries().next_back().map_or(now, |d| now.saturating_sub(d.at));
     if idle.min(drained) >= IDLE {
         return true;
     }
