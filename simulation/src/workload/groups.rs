@@ -49,7 +49,7 @@ fn settings(shared: Option<String>) -> GroupSettings {
     GroupSettings {
         mode: if shared.is_some() { GroupMode::Shared } else { GroupMode::Partitioned },
         session_timeout: Some(Duration::from_secs(3)),
-        heartbeat_interval: Some(Duration::from_millis(500)),
+        heartbeat_interval: Some(Duration::from_secs(1)),
         rebalance_timeout: Some(Duration::from_secs(3)),
         lock_duration: Some(Duration::from_secs(2)),
         max_delivery_attempts: Some(3),
@@ -158,7 +158,7 @@ async fn member_slot(spec: GroupSpec, slot: u32, ctx: WorkloadCtx) {
         let label = format!("{}/m{slot}.{incarnation}", spec.name);
         let mut config = GroupConsumerConfig::new(spec.name.clone(), [spec.topic.clone()]);
         config.client_id = label.clone();
-        config.auto_commit_interval = Duration::from_secs(1);
+        config.auto_commit_interval = Duration::from_secs(2);
         config.create_group = false;
         match tokio::time::timeout(CALL_BOUND, client.group_consumer(config)).await {
             Ok(Ok(member)) => {

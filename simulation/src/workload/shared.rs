@@ -23,7 +23,7 @@ use super::{BoxFuture, Workload, WorkloadCtx};
 
 /// While draining, a group is done once no member was handed anything for this long:
 /// longer than the lock, so abandoned leases had time to expire and come back.
-const IDLE: Duration = Duration::from_secs(5);
+const IDLE: Duration = Duration::from_secs(3);
 
 /// A shared group of `spec.members` members.
 pub struct SharedGroup(pub GroupSpec);
