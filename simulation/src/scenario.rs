@@ -19,8 +19,11 @@ use crate::checkers::{check_all, Liveness, RunRecord, Violation};
 use crate::harness::SimCluster;
 use crate::nemesis::{plan, Nemesis, NemesisConfig};
 use crate::trace::Trace;
+use crate::workload::groups::{create_group, GroupSpec, PartitionedGroup};
+use crate::workload::history::Read;
 use crate::workload::producers::{client_config, Producers, IDEMPOTENT_PRODUCERS};
 use crate::workload::readers::{probe, read_final, Tailers};
+use crate::workload::shared::SharedGroup;
 use crate::workload::{Recorder, StopFlag, TopicSpec, Workload, WorkloadCtx};
 
 /// A bug planted on purpose, to prove the checkers can fail.
@@ -164,7 +167,9 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
     };
     let mut record = RunRecord::default();
     let mut stats = RunStats { nodes: n, ..Default::default() };
-    if let Err(e) = host.spawn(create_topics(ctx.clone())).await.expect("setup task") {
+    let group = group_run(&topics);
+    let setup = create_topics(ctx.clone(), group.clone());
+    if let Err(e) = host.spawn(setup).await.expect("setup task") {
         let violations = vec![Violation::new("setup", e)];
         return RunResult { seed, fingerprint: trace.fingerprint(), violations, stats };
     }
@@ -175,6 +180,14 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
         Box::new(Tailers { count: 2 }),
     ];
     let running: Vec<_> = workloads.iter().map(|w| host.spawn(w.run(ctx.clone()))).collect();
+    // The groups stop (and start draining) only once the producers are done, so the
+    // drain knows every acknowledged record it has to settle.
+    let group_ctx = WorkloadCtx { stop: StopFlag::default(), ..ctx.clone() };
+    let workload: Box<dyn Workload> = match &group {
+        GroupRun::Partitioned(spec) => Box::new(PartitionedGroup(spec.clone())),
+        GroupRun::Shared(spec) => Box::new(SharedGroup(spec.clone())),
+    };
+    let groups = host.spawn(workload.run(group_ctx.clone()));
     let schedule = plan(n, cfg.nemesis, cfg.chaos);
     let mut nemesis = Nemesis::new(&cluster, trace.clone());
     let started = tokio::time::Instant::now();
@@ -186,15 +199,31 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
     for w in running {
         let _ = w.await;
     }
+    group_ctx.stop.stop();
+    let _ = groups.await;
 
     let probe_ctx = ctx.clone();
     let probes = host.spawn(async move { probe(&probe_ctx, LIVENESS_BOUND).await }).await.expect("probe task");
     record.liveness = Liveness { bound: LIVENESS_BOUND, probes };
     let (b, t) = (ctx.bootstrap.clone(), topics.clone());
     let final_log = host.spawn(async move { read_final(&b, &t, Duration::from_secs(60)).await }).await.expect("read");
+    let dead = match &group {
+        GroupRun::Shared(spec) => {
+            let (b, dlq) = (ctx.bootstrap.clone(), spec.dead_letter_topic());
+            Some(host.spawn(async move { read_dead_letters(&b, dlq).await }).await.expect("read dead letters"))
+        }
+        GroupRun::Partitioned(_) => None,
+    };
     record.replicas = crate::replicas::read_replicas(&cluster, &topics, Duration::from_secs(30)).await;
 
     record.history = ctx.recorder.take();
+    match dead {
+        Some(Ok((topic, reads))) => {
+            record.history.dead_letters.insert(topic, reads);
+        }
+        Some(Err(e)) => record.history.final_read_error = Some(e),
+        None => {}
+    }
     match final_log {
         Ok(log) => record.history.final_log = log,
         Err(e) => record.history.final_read_error = Some(e),
@@ -208,8 +237,34 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
     RunResult { seed, fingerprint: trace.fingerprint(), violations, stats }
 }
 
-/// Creates the topics before any fault (retrying while the cluster forms).
-async fn create_topics(ctx: WorkloadCtx) -> Result<(), String> {
+/// The consumer group a run exercises.
+#[derive(Debug, Clone)]
+enum GroupRun {
+    Partitioned(GroupSpec),
+    Shared(GroupSpec),
+}
+
+/// Each run exercises one kind of group on one topic, picked by the seed: both kinds at
+/// once, or three members, made a seed cost 50-100% more CPU than the plain workload;
+/// one group of two members costs about a third more.
+fn group_run(topics: &[TopicSpec]) -> GroupRun {
+    let t = &topics[thread_rng().gen_range(0..topics.len())];
+    if thread_rng().gen_bool(0.5) {
+        GroupRun::Shared(GroupSpec { name: "gs".into(), topic: t.name.clone(), members: 2 })
+    } else {
+        GroupRun::Partitioned(GroupSpec { name: "gp".into(), topic: t.name.clone(), members: 2 })
+    }
+}
+
+/// Reads the shared group's dead-letter topic to its end after heal.
+async fn read_dead_letters(bootstrap: &[String], topic: String) -> Result<(String, Vec<Read>), String> {
+    let spec = TopicSpec { name: topic.clone(), partitions: 1 };
+    let log = read_final(bootstrap, &[spec], Duration::from_secs(30)).await?;
+    Ok((topic, log.into_values().flatten().collect()))
+}
+
+/// Creates the topics and groups before any fault (retrying while the cluster forms).
+async fn create_topics(ctx: WorkloadCtx, group: GroupRun) -> Result<(), String> {
     let client = Client::new(client_config(&ctx.bootstrap)).map_err(|e| e.to_string())?;
     for t in &ctx.topics {
         let mut tries = 0;
@@ -228,7 +283,10 @@ async fn create_topics(ctx: WorkloadCtx) -> Result<(), String> {
         }
         ctx.trace.event(format!("topic {} created with {} partitions", t.name, t.partitions));
     }
-    Ok(())
+    match &group {
+        GroupRun::Partitioned(spec) => create_group(&ctx, spec, false).await,
+        GroupRun::Shared(spec) => create_group(&ctx, spec, true).await,
+    }
 }
 
 /// Folds the observations into the trace (so the fingerprint covers them) and the stats.
@@ -245,4 +303,7 @@ fn summarize(record: &RunRecord, trace: &Trace, stats: &mut RunStats) {
         trace.event(format!("probe {topic}/{p}: {}", if result.is_ok() { "ok" } else { "failed" }));
     }
     trace.event(format!("sends {} acked {} reads {}", h.sends.len(), stats.acked, stats.reads));
+    let dead: usize = h.dead_letters.values().map(Vec::len).sum();
+    let (group, shared) = (h.group_deliveries.len(), h.shared_deliveries.len());
+    trace.event(format!("group deliveries {group}, shared deliveries {shared}, dead letters {dead}"));
 }

@@ -13,10 +13,13 @@
 
 pub mod acked_durable;
 pub mod dense_identical_replicas;
+pub mod group_at_least_once;
+pub mod group_exclusive_ownership;
 pub mod liveness;
 pub mod no_duplicates;
 pub mod no_phantom_reads;
 pub mod producer_order;
+pub mod shared_all_settled;
 pub mod stable_reads;
 
 use std::collections::BTreeMap;
@@ -119,6 +122,9 @@ pub const CHECKERS: &[Check] = &[
     no_phantom_reads::check,
     stable_reads::check,
     liveness::check,
+    group_exclusive_ownership::check,
+    group_at_least_once::check,
+    shared_all_settled::check,
 ];
 
 /// Runs every checker; an empty result means the run upheld every invariant.

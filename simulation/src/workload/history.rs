@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// A producer as the checkers need to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,62 @@ pub struct Read {
     pub value: String,
 }
 
+/// A consumer group a workload ran, as the checkers need to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub name: String,
+    pub topic: String,
+    pub shared: bool,
+    /// Shared mode: where the group's dead letters go.
+    pub dead_letter_topic: Option<String>,
+}
+
+/// One record a member of a partitioned group was handed by `poll`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDelivery {
+    pub group: String,
+    /// The workload's name for the member task's consumer (`g-part/m4`): a new one after
+    /// each close or kill, while `member_id` also changes when the SDK rejoins.
+    pub member: String,
+    pub member_id: String,
+    /// Virtual time the poll returned.
+    pub at: Duration,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub value: String,
+    /// The generation the member believed it owned the partition under.
+    pub generation: u64,
+}
+
+/// What a shared-group member did with a record it was handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    Release,
+    Reject,
+    /// Handed out to a member that was then killed before settling it.
+    Abandoned,
+}
+
+/// One record a member of a shared group was handed, and how it settled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedDelivery {
+    pub group: String,
+    pub member: String,
+    pub at: Duration,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub value: String,
+    pub delivery_count: u32,
+    pub settle: Settle,
+}
+
+/// The liveness probe's producer id: recorded like any producer so its records are not
+/// phantoms; it writes after the workloads stopped, so group checkers leave it out.
+pub const PROBE_PRODUCER: u32 = 0;
+
 /// The value a producer writes for its `seq`-th record.
 pub fn record_value(producer: u32, seq: u64) -> String {
     format!("p{producer}-s{seq:06}")
@@ -86,12 +143,27 @@ pub struct History {
     /// Things the workloads worked around that are not invariant violations but should
     /// not happen either (an SDK call that hung past its own timeout).
     pub anomalies: Vec<String>,
+    pub groups: Vec<GroupInfo>,
+    pub group_deliveries: Vec<GroupDelivery>,
+    pub shared_deliveries: Vec<SharedDelivery>,
+    /// Every dead-letter topic read to its end after heal: topic -> records.
+    pub dead_letters: BTreeMap<String, Vec<Read>>,
 }
 
 impl History {
     /// The sends of `producer`, in sequence order.
     pub fn sends_of(&self, producer: u32) -> impl Iterator<Item = &Send> {
         self.sends.iter().filter(move |s| s.producer == producer)
+    }
+
+    /// Values of `topic`'s acknowledged records whose producer is not `except` (the
+    /// liveness probe, which writes after the group workloads stopped).
+    pub fn acked_values(&self, topic: &str, except: u32) -> impl Iterator<Item = (&Send, String)> {
+        let topic = topic.to_string();
+        self.sends
+            .iter()
+            .filter(move |s| s.topic == topic && s.producer != except && s.acked_offset().is_some())
+            .map(|s| (s, s.value()))
     }
 
     /// (producer, seq) -> the send, for looking up what a read record was.

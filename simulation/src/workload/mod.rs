@@ -12,11 +12,15 @@
 //! implementation, records what it observed in [`History`], and adds a checker.
 
 mod basic;
+#[cfg(madsim)]
+pub mod groups;
 pub mod history;
 #[cfg(madsim)]
 pub mod producers;
 #[cfg(madsim)]
 pub mod readers;
+#[cfg(madsim)]
+pub mod shared;
 
 use std::future::Future;
 use std::pin::Pin;

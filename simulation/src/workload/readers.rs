@@ -135,8 +135,7 @@ pub async fn read_final(
     Ok(log)
 }
 
-/// The probe producer's id: recorded like any producer so its records are not phantoms.
-pub const PROBE_PRODUCER: u32 = 0;
+pub use super::history::PROBE_PRODUCER;
 
 /// Liveness probe: one record to every partition, each waited for up to `bound`.
 /// Returns, per partition, how long its write took or why it failed.

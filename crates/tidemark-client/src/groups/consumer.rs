@@ -159,6 +159,13 @@ impl GroupConsumer {
         self.owned.keys().cloned().collect()
     }
 
+    /// The partitions this member reads now, each with the generation the server
+    /// assigned it under: one owner per (partition, generation), so tests can check that
+    /// no two members ever held the same one.
+    pub fn owned_with_generation(&self) -> BTreeMap<(String, PartitionId), u64> {
+        self.owned.iter().map(|(k, o)| (k.clone(), o.generation)).collect()
+    }
+
     /// The offset after the last record handed out, per owned partition.
     pub fn positions(&self) -> BTreeMap<(String, PartitionId), u64> {
         self.owned.iter().map(|(k, o)| (k.clone(), o.consumed)).collect()
