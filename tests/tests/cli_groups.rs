@@ -111,3 +111,44 @@ async fn group_commands_work_as_documented() {
     let err = failed(&tidemark(&b, &["group", "describe", "g"]).await);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// A shared group without a configured dead-letter topic sends records past
+/// `--max-attempts` to `<topic>.<group>.dlq`, with headers that say why and from where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_past_max_attempts_go_to_the_default_dead_letter_topic() {
+    use ::tidemark_client::{ConsumerConfig, StartPosition, DLQ_ATTEMPTS, DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC};
+    use std::time::Duration;
+
+    let c = InProcessCluster::start(3).await.unwrap();
+    let b = c.bootstrap();
+    let client = Client::new(ClientConfig::new(c.addrs.clone())).unwrap();
+    client.admin().create_topic("dl", 1, 3, 0, 0).await.unwrap();
+    let (acked, _) = produce(&client, "dl", 0..5).await;
+    assert_eq!(acked.len(), 5);
+    ok(&tidemark(&b, &["group", "create", "d", "--topic", "dl", "--mode", "shared", "--max-attempts", "1"]).await);
+    // Delivered once and not acknowledged: the one allowed attempt is used up.
+    let none =
+        ["consume", "dl", "--group", "d", "--shared", "--ack", "none", "--format", "json", "--timeout-ms", "1500"];
+    assert_eq!(records(&ok(&tidemark(&b, &none).await)).len(), 5);
+    // The next member gets them as dead letters: written to the DLQ, not handed out.
+    let again = ["consume", "dl", "--group", "d", "--shared", "--format", "json", "--timeout-ms", "2000"];
+    assert_eq!(records(&ok(&tidemark(&b, &again).await)).len(), 0, "nothing is delivered a second time");
+
+    let mut dlq = client.consumer("dl.d.dlq", None, StartPosition::Earliest, ConsumerConfig::default()).await.unwrap();
+    let mut letters = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while letters.len() < 5 && tokio::time::Instant::now() < deadline {
+        letters.extend(dlq.poll(Duration::from_millis(300)).await.unwrap());
+    }
+    assert_eq!(letters.len(), 5, "every record reached dl.d.dlq: {letters:?}");
+    let header = |r: &::tidemark_client::ConsumerRecord, key: &str| {
+        r.headers.iter().find(|h| h.key == key).map(|h| String::from_utf8_lossy(&h.value).into_owned())
+    };
+    let offsets: BTreeSet<String> = letters.iter().filter_map(|r| header(r, DLQ_OFFSET)).collect();
+    assert_eq!(offsets, (0..5).map(|o| o.to_string()).collect(), "each original offset once");
+    for r in &letters {
+        assert_eq!(header(r, DLQ_REASON).as_deref(), Some("max-attempts"));
+        assert_eq!(header(r, DLQ_ATTEMPTS).as_deref(), Some("1"));
+        assert_eq!(header(r, DLQ_TOPIC).as_deref(), Some("dl"));
+    }
+}

@@ -117,4 +117,12 @@ async fn shared_members_split_records_redeliver_a_dead_members_leases_and_dead_l
     }
     assert!(!letters.is_empty(), "the poison record reached the dead-letter topic");
     assert!(letters.iter().all(|r| &r.value[..] == b"poison"), "{letters:?}");
+    let header = |r: &tidemark_client::ConsumerRecord, key: &str| {
+        r.headers.iter().find(|h| h.key == key).map(|h| String::from_utf8_lossy(&h.value).into_owned())
+    };
+    let letter = &letters[0];
+    assert_eq!(header(letter, tidemark_client::DLQ_REASON).as_deref(), Some("rejected"));
+    assert_eq!(header(letter, tidemark_client::DLQ_TOPIC).as_deref(), Some(TOPIC), "the origin is named");
+    assert_eq!(header(letter, tidemark_client::DLQ_PARTITION), Some(poison.partition.to_string()));
+    assert_eq!(header(letter, tidemark_client::DLQ_OFFSET), Some(poison.offset.to_string()));
 }

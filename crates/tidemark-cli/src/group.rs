@@ -86,7 +86,9 @@ pub struct CreateArgs {
     /// Shared mode: deliveries before a record is dead-lettered [default: 5].
     #[arg(long)]
     pub max_attempts: Option<u32>,
-    /// Shared mode: where records go after --max-attempts deliveries.
+    /// Shared mode: where records go after --max-attempts deliveries or when a member
+    /// rejects them [default: <topic>.<group>.dlq, created on first use]. Each dead letter
+    /// carries tidemark-dlq-reason, -attempts, -topic, -partition and -offset headers.
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
     /// Shared mode: records older than this are not delivered (0: no limit).

@@ -55,7 +55,8 @@ pub struct GroupConfig {
     pub max_delivery_attempts: u32,
     /// Shared mode: delay before a released or expired record is delivered again.
     pub redelivery_backoff_ms: u32,
-    /// Shared mode: where records go after `max_delivery_attempts` (none: dropped).
+    /// Shared mode: where records go after `max_delivery_attempts` or a reject (none: the
+    /// SDK uses `<topic>.<group>.dlq`, creating it on first use).
     pub dead_letter_topic: Option<String>,
     /// Shared mode: records older than this are not delivered (0: no limit).
     pub ttl_ms: i64,

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use tidemark_proto::v1::{self, AckKind};
+use tidemark_types::ErrorCode;
 use tokio::task::JoinHandle;
 
 use super::consumer::GroupConsumerConfig;
@@ -54,6 +55,8 @@ pub struct SharedConsumer {
     /// Settled by the application, not yet sent.
     pending: BTreeMap<Key, Vec<v1::ShareAck>>,
     producer: Option<Producer>,
+    /// Dead-letter topics this member has made sure exist.
+    dlq_ready: BTreeSet<String>,
     closed: bool,
 }
 
@@ -90,6 +93,7 @@ impl SharedConsumer {
             unsettled: BTreeSet::new(),
             pending: BTreeMap::new(),
             producer: None,
+            dlq_ready: BTreeSet::new(),
             closed: false,
         };
         me.start_heartbeat();
@@ -167,7 +171,7 @@ impl SharedConsumer {
                 let Some(l) = leased.get(&r.offset) else { continue };
                 self.unsettled.insert((topic.clone(), *partition, r.offset));
                 if l.dead_letter {
-                    dead.push(r);
+                    dead.push((r, l.delivery_count));
                 } else {
                     out.push(SharedRecord { record: r, delivery_count: l.delivery_count });
                 }
@@ -178,36 +182,49 @@ impl SharedConsumer {
     }
 
     /// Moves records delivered too often (or rejected) to the dead-letter topic, then
-    /// acknowledges them. Without a dead-letter topic they are dropped (acknowledged).
-    async fn dead_letter(&mut self, dead: Vec<ConsumerRecord>) {
+    /// acknowledges them. The topic is the group's `dead_letter_topic`, by default
+    /// `<topic>.<group>.dlq` (created on first use). Each dead letter keeps the record's
+    /// key, value and headers and adds the `tidemark-dlq-*` headers of [`dead_letter_record`].
+    async fn dead_letter(&mut self, dead: Vec<(ConsumerRecord, u32)>) {
         if dead.is_empty() {
             return;
         }
-        if let Some(topic) = self.membership.dead_letter_topic.clone() {
-            if self.producer.is_none() {
-                self.producer = self.client.producer(ProducerConfig::default()).ok();
+        if self.producer.is_none() {
+            self.producer = self.client.producer(ProducerConfig::default()).ok();
+        }
+        let mut sends = Vec::with_capacity(dead.len());
+        for (r, attempts) in &dead {
+            let topic = match &self.membership.dead_letter_topic {
+                Some(t) => t.clone(),
+                None => format!("{}.{}.dlq", r.topic, self.config.group),
+            };
+            if self.dlq_ready.insert(topic.clone()) {
+                self.create_dead_letter_topic(&r.topic, &topic).await;
             }
             let Some(producer) = &self.producer else { return };
-            let sends = dead.iter().map(|r| {
-                let mut rec = ProducerRecord::new(r.value.clone());
-                rec.key = r.key.clone();
-                rec.headers = r.headers.clone();
-                producer.send(&topic, rec)
-            });
-            let results = join_all(sends.collect::<Vec<_>>()).await;
-            for (r, res) in dead.iter().zip(results) {
-                match res {
-                    Ok(_) => self.ack(r),
-                    // Left unacknowledged: the lease expires and it is dead-lettered again.
-                    Err(e) => tracing::warn!(topic = %topic, error = %e, "could not write a dead letter"),
-                }
+            sends.push(producer.send(&topic, dead_letter_record(r, *attempts)));
+        }
+        let results = join_all(sends).await;
+        for ((r, _), res) in dead.iter().zip(results) {
+            match res {
+                Ok(_) => self.ack(r),
+                // Left unacknowledged: the lease expires and it is dead-lettered again.
+                Err(e) => tracing::warn!(topic = %r.topic, error = %e, "could not write a dead letter"),
             }
-        } else {
-            for r in &dead {
-                tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset,
-                    "record exceeded its delivery attempts and the group has no dead-letter topic; dropping it");
-                self.ack(r);
-            }
+        }
+    }
+
+    /// Creates the default dead-letter topic like its source topic (1 partition, the
+    /// source's replication factor); an existing topic is left as it is.
+    async fn create_dead_letter_topic(&self, source: &str, dlq: &str) {
+        let rf = match self.admin.describe_topic(source).await {
+            Ok(d) => d.partitions.first().map_or(1, |p| p.replicas.len().max(1) as u32),
+            Err(_) => 1,
+        };
+        match self.admin.create_topic(dlq, 1, rf, 0, 0).await {
+            Ok(_) => tracing::info!(topic = dlq, "created the dead-letter topic"),
+            Err(e) if e.code() == Some(ErrorCode::TopicExists) => {}
+            Err(e) => tracing::warn!(topic = dlq, error = %e, "could not create the dead-letter topic"),
         }
     }
 
@@ -314,5 +331,64 @@ impl Drop for SharedConsumer {
                 let _ = member::leave(&admin, &membership).await;
             });
         }
+    }
+}
+
+/// Header names on a dead letter: why it was dead-lettered (`max-attempts` or
+/// `rejected`), how often it was delivered (absent for a rejected record, whose count the
+/// partition does not keep), and where it came from.
+pub const DLQ_REASON: &str = "tidemark-dlq-reason";
+pub const DLQ_ATTEMPTS: &str = "tidemark-dlq-attempts";
+pub const DLQ_TOPIC: &str = "tidemark-dlq-topic";
+pub const DLQ_PARTITION: &str = "tidemark-dlq-partition";
+pub const DLQ_OFFSET: &str = "tidemark-dlq-offset";
+
+/// The dead letter written for `r`, leased for the last time with `attempts` (`u32::MAX`:
+/// a member rejected it).
+fn dead_letter_record(r: &ConsumerRecord, attempts: u32) -> ProducerRecord {
+    let mut rec = ProducerRecord::new(r.value.clone());
+    rec.key = r.key.clone();
+    rec.headers = r.headers.clone();
+    let rejected = attempts == u32::MAX;
+    rec = rec.header(DLQ_REASON, if rejected { "rejected" } else { "max-attempts" });
+    if !rejected {
+        rec = rec.header(DLQ_ATTEMPTS, attempts.to_string());
+    }
+    rec.header(DLQ_TOPIC, r.topic.to_string())
+        .header(DLQ_PARTITION, r.partition.to_string())
+        .header(DLQ_OFFSET, r.offset.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn header<'a>(r: &'a ProducerRecord, key: &str) -> Option<&'a [u8]> {
+        r.headers.iter().find(|h| h.key == key).map(|h| &h.value[..])
+    }
+
+    #[test]
+    fn a_dead_letter_says_why_how_often_and_where_from() {
+        let original = ConsumerRecord {
+            topic: Arc::from("orders"),
+            partition: 2,
+            offset: 41,
+            key: Some(Bytes::from_static(b"k")),
+            value: Bytes::from_static(b"v"),
+            headers: vec![tidemark_types::Header { key: "trace".into(), value: Bytes::from_static(b"t1") }],
+            timestamp_ms: 5,
+        };
+        let d = dead_letter_record(&original, 5);
+        assert_eq!((d.key.as_deref(), &d.value[..]), (Some(&b"k"[..]), &b"v"[..]));
+        assert_eq!(header(&d, "trace"), Some(&b"t1"[..]), "the record's own headers are kept");
+        assert_eq!(header(&d, DLQ_REASON), Some(&b"max-attempts"[..]));
+        assert_eq!(header(&d, DLQ_ATTEMPTS), Some(&b"5"[..]));
+        assert_eq!(header(&d, DLQ_TOPIC), Some(&b"orders"[..]));
+        assert_eq!(header(&d, DLQ_PARTITION), Some(&b"2"[..]));
+        assert_eq!(header(&d, DLQ_OFFSET), Some(&b"41"[..]));
+        let r = dead_letter_record(&original, u32::MAX);
+        assert_eq!((header(&r, DLQ_REASON), header(&r, DLQ_ATTEMPTS)), (Some(&b"rejected"[..]), None));
     }
 }
