@@ -129,7 +129,12 @@ async fn records_past_max_attempts_go_to_the_default_dead_letter_topic() {
     // Delivered once and not acknowledged: the one allowed attempt is used up.
     let none =
         ["consume", "dl", "--group", "d", "--shared", "--ack", "none", "--format", "json", "--timeout-ms", "1500"];
-    assert_eq!(records(&ok(&tidemark(&b, &none).await)).len(), 5);
+    let first = ok(&tidemark(&b, &none).await);
+    assert_eq!(records(&first).len(), 5);
+    for line in first.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["delivery_count"], 1, "shared JSON lines carry the delivery count: {line}");
+    }
     // The next member gets them as dead letters: written to the DLQ, not handed out.
     let again = ["consume", "dl", "--group", "d", "--shared", "--format", "json", "--timeout-ms", "2000"];
     assert_eq!(records(&ok(&tidemark(&b, &again).await)).len(), 0, "nothing is delivered a second time");

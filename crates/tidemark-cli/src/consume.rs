@@ -84,6 +84,9 @@ struct RecordJson {
     key: Option<String>,
     value: String,
     timestamp_ms: i64,
+    /// Shared groups only: how many times this record has been delivered, this time included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_count: Option<u32>,
 }
 
 impl From<&ConsumerRecord> for RecordJson {
@@ -94,6 +97,7 @@ impl From<&ConsumerRecord> for RecordJson {
             key: r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
             value: String::from_utf8_lossy(&r.value).into_owned(),
             timestamp_ms: r.timestamp_ms,
+            delivery_count: None,
         }
     }
 }
@@ -143,11 +147,19 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
 
 /// Prints records to stdout in `format` (text: the value; JSON: one object per line).
 pub fn print_records(records: &[ConsumerRecord], format: Format) -> anyhow::Result<()> {
+    print_counted(records.iter().map(|r| (r, None)), format)
+}
+
+/// Like [`print_records`], with each record's delivery count (shared groups) in the JSON.
+pub fn print_counted<'a>(
+    records: impl IntoIterator<Item = (&'a ConsumerRecord, Option<u32>)>,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    for r in records {
+    for (r, delivery_count) in records {
         match format {
             Format::Json => {
-                serde_json::to_writer(&mut out, &RecordJson::from(r))?;
+                serde_json::to_writer(&mut out, &RecordJson { delivery_count, ..RecordJson::from(r) })?;
                 writeln!(out)?;
             }
             Format::Text => {

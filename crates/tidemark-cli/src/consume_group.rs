@@ -8,7 +8,7 @@ use anyhow::Context;
 use tidemark_client::{ErrorCode, GroupConsumerConfig, StartPosition};
 use tokio::time::Instant;
 
-use crate::consume::{print_records, AckArg, ConsumeArgs};
+use crate::consume::{print_counted, print_records, AckArg, ConsumeArgs};
 
 pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
     if a.shared {
@@ -94,8 +94,7 @@ async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
         }
         last_record = Instant::now();
         let take = records.len().min(usize::try_from(max - printed).unwrap_or(usize::MAX));
-        let shown: Vec<_> = records[..take].iter().map(|r| r.record.clone()).collect();
-        print_records(&shown, a.format)?;
+        print_counted(records[..take].iter().map(|r| (&r.record, Some(r.delivery_count))), a.format)?;
         printed += take as u64;
         // With --ack none printed records stay leased until exit, then are released:
         // releasing them now would hand them straight back to this loop.
