@@ -285,8 +285,14 @@ impl GroupConsumer {
         }
         if self.config.auto_commit && Instant::now() >= self.next_auto_commit {
             self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
-            if let Err(e) = self.commit().await {
-                tracing::warn!(group = %self.config.group, error = %e, "auto-commit failed");
+            // Bounded: a commit retried through a leader change or a lagging node's
+            // UnknownTopic could otherwise hold `poll` for many seconds (seen in the
+            // simulation). Cancelling is safe: nothing is marked committed until every
+            // answer is in, and the next interval commits again.
+            match tokio::time::timeout(self.membership.heartbeat_interval, self.commit()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(group = %self.config.group, error = %e, "auto-commit failed"),
+                Err(_) => tracing::debug!(group = %self.config.group, "auto-commit still unanswered; retried later"),
             }
         }
         Ok(())
