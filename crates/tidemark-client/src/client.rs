@@ -169,6 +169,56 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::InvalidArgument("no node address to ask for metadata".into())))
     }
 
+    /// One RPC to the leader of `topic/partition`, retried for up to `operation_timeout`:
+    /// a leader hint is followed at once, other retriable errors back off (rotating
+    /// through replicas while the leader is unknown), and a topic this node does not know
+    /// yet is waited for up to `unknown_topic_timeout`. `what` names the operation in a
+    /// timeout error.
+    pub(crate) async fn partition_rpc<T, F, Fut>(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        what: &str,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let cfg = self.config().clone();
+        let start = Instant::now();
+        let mut backoff = self.backoff(partition as u64);
+        let mut attempt = 0u32;
+        loop {
+            let res = async {
+                let (_, addr) = self.resolve_partition_target(topic, partition, attempt).await?;
+                self.rpc(&addr, cfg.request_timeout, &mut call).await
+            }
+            .await;
+            let err = match res {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            let refresh = self.note_partition_error(topic, partition, &err);
+            let elapsed = start.elapsed();
+            let retriable =
+                if err.is_unknown_topic() { elapsed < cfg.unknown_topic_timeout } else { err.is_retriable() };
+            if !retriable || self.unreachable_for_too_long(start, &err) {
+                return Err(err);
+            }
+            if elapsed >= cfg.operation_timeout {
+                return Err(ClientError::timeout(format!("{what} on {topic}/{partition}"), elapsed, Some(err)));
+            }
+            if refresh {
+                let _ = self.refresh_metadata().await;
+            }
+            if err.leader_hint().is_none() {
+                attempt = attempt.wrapping_add(1);
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+
     /// One RPC attempt to `addr`: reuses the node's channel, bounds the attempt by
     /// `timeout` and turns failures into [`ClientError`]s that name the address.
     pub(crate) async fn rpc<T, F, Fut>(&self, addr: &str, timeout: Duration, call: F) -> Result<T>

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use tidemark_proto::v1::{self, list_offsets_request::Spec};
 use tidemark_types::{decode_records, BatchHeader, BatchLimits, PartitionId};
-use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::config::ConsumerConfig;
@@ -56,42 +55,12 @@ pub(crate) async fn list_offsets(
     partition: PartitionId,
     spec: Spec,
 ) -> Result<v1::ListOffsetsResponse> {
-    let cfg = client.config().clone();
-    let start = Instant::now();
-    let mut backoff = client.backoff(partition as u64);
-    let mut attempt = 0u32;
-    loop {
-        let res = async {
-            let (_, addr) = client.resolve_partition_target(topic, partition, attempt).await?;
-            let req = v1::ListOffsetsRequest { topic: topic.to_string(), partition, spec: Some(spec) };
-            let call = |ch| {
-                let mut c = client.data_client(ch);
-                async move { c.list_offsets(req).await }
-            };
-            client.rpc(&addr, cfg.request_timeout, call).await
-        }
-        .await;
-        let err = match res {
-            Ok(resp) => return Ok(resp),
-            Err(e) => e,
-        };
-        let refresh = client.note_partition_error(topic, partition, &err);
-        let elapsed = start.elapsed();
-        let retriable = if err.is_unknown_topic() { elapsed < cfg.unknown_topic_timeout } else { err.is_retriable() };
-        if !retriable || client.unreachable_for_too_long(start, &err) {
-            return Err(err);
-        }
-        if elapsed >= cfg.operation_timeout {
-            return Err(ClientError::timeout(format!("finding offsets of {topic}/{partition}"), elapsed, Some(err)));
-        }
-        if refresh {
-            let _ = client.refresh_metadata().await;
-        }
-        if err.leader_hint().is_none() {
-            attempt = attempt.wrapping_add(1);
-            tokio::time::sleep(backoff.next_delay()).await;
-        }
-    }
+    let req = v1::ListOffsetsRequest { topic: topic.to_string(), partition, spec: Some(spec) };
+    let call = |ch| {
+        let (mut c, req) = (client.data_client(ch), req.clone());
+        async move { c.list_offsets(req).await }
+    };
+    client.partition_rpc(topic, partition, "finding offsets", call).await
 }
 
 /// Turns fetched batches into records from `position` on, checking each batch's CRC.

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use tidemark_proto::v1::list_offsets_request::Spec;
 use tidemark_types::{ErrorCode, PartitionId};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -27,7 +26,7 @@ use super::route::{commit_offset, fetch_committed, OffsetTarget};
 use crate::admin::Admin;
 use crate::client::Client;
 use crate::config::{ConsumerConfig, StartPosition};
-use crate::consumer::{list_offsets, Consumer, ConsumerRecord};
+use crate::consumer::{start_offset, Consumer, ConsumerRecord};
 use crate::error::{ClientError, Result};
 
 /// Settings of a group member.
@@ -448,15 +447,4 @@ impl Drop for GroupConsumer {
             let _ = member::leave(&admin, &membership).await;
         });
     }
-}
-
-/// Where to start in a partition the group never committed.
-async fn start_offset(client: &Client, topic: &str, partition: PartitionId, start: StartPosition) -> Result<u64> {
-    let spec = match start {
-        StartPosition::Offset(n) => return Ok(n),
-        StartPosition::Earliest => Spec::Earliest(true),
-        StartPosition::Latest => Spec::Latest(true),
-        StartPosition::Timestamp(ms) => Spec::TimestampMs(ms),
-    };
-    Ok(list_offsets(client, topic, partition, spec).await?.offset)
 }

@@ -6,15 +6,13 @@ use std::future::Future;
 
 use tidemark_proto::v1::{self, groups_client::GroupsClient};
 use tidemark_types::PartitionId;
-use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::admin::Admin;
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 
-/// One RPC to the leader of `topic/partition`, retried (leader hints, refreshes, backoff)
-/// for up to `operation_timeout`.
+/// One `Groups` RPC to the leader of `topic/partition` (see [`Client::partition_rpc`]).
 pub(crate) async fn partition_call<T, F, Fut>(
     client: &Client,
     topic: &str,
@@ -26,37 +24,7 @@ where
     F: FnMut(GroupsClient<Channel>) -> Fut,
     Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
 {
-    let cfg = client.config().clone();
-    let start = Instant::now();
-    let mut backoff = client.backoff(partition as u64 ^ 0x9e37);
-    let mut attempt = 0u32;
-    loop {
-        let res = async {
-            let (_, addr) = client.resolve_partition_target(topic, partition, attempt).await?;
-            client.rpc(&addr, cfg.request_timeout, |ch| call(GroupsClient::new(ch))).await
-        }
-        .await;
-        let err = match res {
-            Ok(resp) => return Ok(resp),
-            Err(e) => e,
-        };
-        let refresh = client.note_partition_error(topic, partition, &err);
-        let elapsed = start.elapsed();
-        let retriable = if err.is_unknown_topic() { elapsed < cfg.unknown_topic_timeout } else { err.is_retriable() };
-        if !retriable || client.unreachable_for_too_long(start, &err) {
-            return Err(err);
-        }
-        if elapsed >= cfg.operation_timeout {
-            return Err(ClientError::timeout(format!("{what} on {topic}/{partition}"), elapsed, Some(err)));
-        }
-        if refresh {
-            let _ = client.refresh_metadata().await;
-        }
-        if err.leader_hint().is_none() {
-            attempt = attempt.wrapping_add(1);
-            tokio::time::sleep(backoff.next_delay()).await;
-        }
-    }
+    client.partition_rpc(topic, partition, what, |ch| call(GroupsClient::new(ch))).await
 }
 
 /// Where a commit or committed-offset read is aimed.
