@@ -113,25 +113,16 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         (false, None) => StartPosition::Latest,
     };
     let partitions = a.partition.map(|p| vec![p]);
-    let mut consumer =
-        client.consumer(&a.topic, partitions, start, ConsumerConfig::default()).await.map_err(|e| match e.code() {
-            Some(ErrorCode::UnknownTopic) => {
-                anyhow::anyhow!("topic {:?} does not exist (see `tidemark topic list`)", a.topic)
-            }
-            _ => anyhow::Error::new(e).context(format!("could not start reading topic {:?}", a.topic)),
-        })?;
+    let mut consumer = client
+        .consumer(&a.topic, partitions, start, ConsumerConfig::default())
+        .await
+        .map_err(|e| start_error(e, &a.topic, "could not start reading topic"))?;
     let max = a.max_messages.unwrap_or(u64::MAX);
     let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
     let mut printed = 0u64;
     let mut last_record = Instant::now();
     while printed < max {
-        let wait = match idle {
-            Some(idle) => match idle.checked_sub(last_record.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => break,
-            },
-            None => Duration::from_secs(3600),
-        };
+        let Some(wait) = idle_wait(idle, last_record) else { break };
         let records = consumer.poll(wait).await.with_context(|| format!("could not read topic {:?}", a.topic))?;
         if records.is_empty() {
             continue;
@@ -143,6 +134,23 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
     }
     eprintln!("Consumed {printed} record(s).");
     Ok(())
+}
+
+/// How long the next poll may wait: the rest of the `--timeout-ms` idle time since the
+/// last record (`None`: it is used up, stop), or an hour without a timeout.
+pub fn idle_wait(idle: Option<Duration>, last_record: Instant) -> Option<Duration> {
+    match idle {
+        Some(idle) => idle.checked_sub(last_record.elapsed()).filter(|left| !left.is_zero()),
+        None => Some(Duration::from_secs(3600)),
+    }
+}
+
+/// Why reading could not start, with a hint for the common case of a missing topic.
+pub fn start_error(e: tidemark_client::ClientError, topic: &str, doing: &str) -> anyhow::Error {
+    match e.code() {
+        Some(ErrorCode::UnknownTopic) => anyhow::anyhow!("topic {topic:?} does not exist (see `tidemark topic list`)"),
+        _ => anyhow::Error::new(e).context(format!("{doing} {topic:?}")),
+    }
 }
 
 /// Prints records to stdout in `format` (text: the value; JSON: one object per line).

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tidemark_client::{ErrorCode, GroupConsumerConfig, StartPosition};
+use tidemark_client::{GroupConsumerConfig, StartPosition};
 use tokio::time::Instant;
 
-use crate::consume::{print_counted, print_records, AckArg, ConsumeArgs};
+use crate::consume::{idle_wait, print_counted, print_records, start_error, AckArg, ConsumeArgs};
 
 pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
     if a.shared {
@@ -19,25 +19,17 @@ pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
     config.auto_commit = a.ack == AckArg::Auto;
     config.client_id = "tidemark-cli".into();
     config.start = StartPosition::Earliest;
-    let mut consumer = client.group_consumer(config).await.map_err(|e| match e.code() {
-        Some(ErrorCode::UnknownTopic) => {
-            anyhow::anyhow!("topic {:?} does not exist (see `tidemark topic list`)", a.topic)
-        }
-        _ => anyhow::Error::new(e).context(format!("could not join group {group:?} on topic {:?}", a.topic)),
-    })?;
+    let mut consumer = client
+        .group_consumer(config)
+        .await
+        .map_err(|e| start_error(e, &a.topic, &format!("could not join group {group:?} on topic")))?;
     let max = a.max_messages.unwrap_or(u64::MAX);
     let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
     let (mut printed, mut last_record) = (0u64, Instant::now());
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     while printed < max {
-        let wait = match idle {
-            Some(idle) => match idle.checked_sub(last_record.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => break,
-            },
-            None => Duration::from_secs(3600),
-        };
+        let Some(wait) = idle_wait(idle, last_record) else { break };
         let left = usize::try_from(max - printed).unwrap_or(usize::MAX);
         let records = tokio::select! {
             biased;
@@ -63,25 +55,17 @@ async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
     let mut config = GroupConsumerConfig::new(group.clone(), [a.topic.clone()]);
     config.auto_commit = false;
     config.client_id = "tidemark-cli".into();
-    let mut consumer = client.shared_consumer(config).await.map_err(|e| match e.code() {
-        Some(ErrorCode::UnknownTopic) => {
-            anyhow::anyhow!("topic {:?} does not exist (see `tidemark topic list`)", a.topic)
-        }
-        _ => anyhow::Error::new(e).context(format!("could not join shared group {group:?} on topic {:?}", a.topic)),
-    })?;
+    let mut consumer = client
+        .shared_consumer(config)
+        .await
+        .map_err(|e| start_error(e, &a.topic, &format!("could not join shared group {group:?} on topic")))?;
     let max = a.max_messages.unwrap_or(u64::MAX);
     let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
     let (mut printed, mut last_record) = (0u64, Instant::now());
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     while printed < max {
-        let wait = match idle {
-            Some(idle) => match idle.checked_sub(last_record.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => break,
-            },
-            None => Duration::from_secs(3600),
-        };
+        let Some(wait) = idle_wait(idle, last_record) else { break };
         let records = tokio::select! {
             biased;
             _ = &mut ctrl_c => break,

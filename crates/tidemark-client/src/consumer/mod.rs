@@ -325,7 +325,12 @@ impl Consumer {
 }
 
 /// Resolves a start position into an offset for one partition.
-pub(crate) async fn start_offset(client: &Client, topic: &str, partition: PartitionId, start: StartPosition) -> Result<u64> {
+pub(crate) async fn start_offset(
+    client: &Client,
+    topic: &str,
+    partition: PartitionId,
+    start: StartPosition,
+) -> Result<u64> {
     let spec = match start {
         StartPosition::Offset(n) => return Ok(n),
         StartPosition::Earliest => Spec::Earliest(true),

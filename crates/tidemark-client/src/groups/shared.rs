@@ -183,7 +183,7 @@ impl SharedConsumer {
 
     /// Moves records delivered too often (or rejected) to the dead-letter topic, then
     /// acknowledges them. The topic is the group's `dead_letter_topic`, by default
-    /// `<topic>.<group>.dlq` (created on first use). Each dead letter keeps the record's
+    /// `<topic>.<group>.dlq`; either is created on first use if missing. Each dead letter keeps the record's
     /// key, value and headers and adds the `tidemark-dlq-*` headers of [`dead_letter_record`].
     async fn dead_letter(&mut self, dead: Vec<(ConsumerRecord, u32)>) {
         if dead.is_empty() {
