@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tidemark_server::{Node, NodeConfig};
-use tidemark_storage::SledEngine;
 
 /// Run one Tidemark node.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,12 +74,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     node.wait().await.map_err(anyhow::Error::msg)
 }
 
-/// Opens sled in the node's data dir and starts the node; it stops on Ctrl-C / SIGTERM.
+/// Opens the node's storage in its data dir and starts the node; it stops on Ctrl-C / SIGTERM.
 pub async fn start_node(config: NodeConfig) -> anyhow::Result<Node> {
     check_port_free(&config.listen)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let engine = SledEngine::open(&config.data_dir)
+    let engine = tidemark_server::open_storage(&config.data_dir)
         .with_context(|| format!("cannot open storage in {} (is another node using it?)", config.data_dir.display()))?;
     let node = Node::start(config.clone(), Arc::new(engine), shutdown_signal()).await?;
     eprintln!("tidemark node {} listening on {} (data in {})", config.id, config.listen, config.data_dir.display());

@@ -11,4 +11,6 @@ pub mod raft_api;
 pub mod status;
 
 pub use config::{parse_peers, ConfigError, NodeConfig};
+#[cfg(not(madsim))]
+pub use node::open_storage;
 pub use node::{Node, NodeError};

@@ -1,6 +1,7 @@
 //! `Node::start`: the one entry point that the binary, the tests and the simulation
-//! share. It opens the broker on an injected storage engine (sled in production, the
-//! harness's memory engine in the simulation) and serves gRPC until `shutdown` resolves.
+//! share. It opens the broker on an injected storage engine (segment log + sled in
+//! production, see [`open_storage`]; the harness's memory engine in the simulation) and
+//! serves gRPC until `shutdown` resolves.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +20,16 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::describe::Describer;
 use crate::groups_api::GroupsApi;
 use crate::raft_api::RaftApi;
+
+/// Opens the production storage of a node's data directory: the Raft logs (all record
+/// data) in append-only segment files, the small remaining state in sled. Blocking: it
+/// replays the log index.
+#[cfg(not(madsim))]
+pub fn open_storage(
+    data_dir: &std::path::Path,
+) -> Result<tidemark_storage::SegmentedEngine<tidemark_storage::SledEngine>, tidemark_storage::StorageError> {
+    tidemark_storage::SegmentedEngine::open_data_dir(data_dir, tidemark_raft::log_store::LOG_TREE)
+}
 
 /// Large enough for the biggest allowed batch plus framing, and for Raft appends that
 /// carry several batches.

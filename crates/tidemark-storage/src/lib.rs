@@ -22,12 +22,14 @@ mod batch;
 pub mod conformance;
 mod error;
 pub mod memory;
+pub mod segment;
 #[cfg(not(madsim))]
 pub mod sled_engine;
 
 pub use batch::{BatchOp, WriteBatch};
 pub use error::{Result, StorageError};
 pub use memory::MemoryEngine;
+pub use segment::SegmentedEngine;
 #[cfg(not(madsim))]
 pub use sled_engine::SledEngine;
 

@@ -1,0 +1,378 @@
+//! [`SegmentLog`]: one ordered keyspace kept as append-only segment files plus an
+//! in-memory index of where each live value lies.
+//!
+//! ```text
+//!  write ─▶ frame ─▶ append to the active segment ─▶ index: key → (segment, pos, len)
+//!  read  ─▶ index lookup ─▶ pread from the segment (page cache)
+//!  flush ─▶ fdatasync of the active segment (older ones were synced when they rolled)
+//!  open  ─▶ replay every frame in order; a torn frame at the tail is cut off
+//! ```
+//!
+//! Why: record batches are the bulk of what a node writes. A B-tree store rewrites them
+//! (leaf splits, blob files) and fsyncs far more than they are; here each batch is written
+//! once and each group commit costs one `fdatasync` of one file.
+//!
+//! Space comes back when the oldest segment holds no live value: it is unlinked whole.
+//! Only the oldest may go, because a delete recorded in a later segment must outlive the
+//! values it deleted, or a restart would bring them back.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::ops::Bound;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use super::frame::{self, FrameBuilder, Op, HEADER_LEN};
+use crate::{BatchOp, Result, StorageError, WriteBatch};
+
+/// A segment is closed and a new one started once it holds this many bytes.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    segment: u64,
+    pos: u64,
+    len: u32,
+}
+
+struct Segment {
+    file: Arc<File>,
+    /// Index entries pointing into this segment.
+    live: u64,
+}
+
+/// What readers need: the index and the files it points into.
+#[derive(Default)]
+struct Index {
+    keys: BTreeMap<Box<[u8]>, Loc>,
+    segments: BTreeMap<u64, Segment>,
+}
+
+/// What only writers touch: the active segment and where its end is.
+struct Active {
+    id: u64,
+    file: Arc<File>,
+    len: u64,
+    /// Set after a failed write: the file may end in a partial frame, so nothing more may
+    /// be appended after it.
+    failed: bool,
+}
+
+pub struct SegmentLog {
+    dir: PathBuf,
+    dir_file: File,
+    segment_bytes: u64,
+    index: RwLock<Index>,
+    active: Mutex<Active>,
+}
+
+fn io(op: &'static str, path: &Path, e: std::io::Error) -> StorageError {
+    StorageError::Io { op, message: format!("{}: {e}", path.display()) }
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.log"))
+}
+
+impl Index {
+    fn insert(&mut self, key: &[u8], loc: Loc) {
+        if let Some(seg) = self.segments.get_mut(&loc.segment) {
+            seg.live += 1;
+        }
+        if let Some(old) = self.keys.insert(key.into(), loc) {
+            self.release(old);
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(old) = self.keys.remove(key) {
+            self.release(old);
+        }
+    }
+
+    fn remove_range(&mut self, start: &[u8], end: Option<&[u8]>) {
+        let doomed: Vec<Box<[u8]>> = self.keys.range::<[u8], _>(bounds(start, end)).map(|(k, _)| k.clone()).collect();
+        for key in doomed {
+            self.remove(&key);
+        }
+    }
+
+    fn release(&mut self, loc: Loc) {
+        if let Some(seg) = self.segments.get_mut(&loc.segment) {
+            seg.live = seg.live.saturating_sub(1);
+        }
+    }
+
+    /// Oldest segments (never `active`) that no live value points into.
+    fn take_dead_prefix(&mut self, active: u64) -> Vec<u64> {
+        let mut dead = Vec::new();
+        while let Some((&id, seg)) = self.segments.first_key_value() {
+            if id == active || seg.live > 0 {
+                break;
+            }
+            self.segments.remove(&id);
+            dead.push(id);
+        }
+        dead
+    }
+
+    fn apply(&mut self, segment: u64, frame_pos: u64, payload: &[u8]) -> std::result::Result<(), &'static str> {
+        for op in frame::decode_ops(payload)? {
+            match op {
+                Op::Put { key, value_at, value_len } => {
+                    let pos = frame_pos + (HEADER_LEN + value_at) as u64;
+                    self.insert(key, Loc { segment, pos, len: value_len as u32 });
+                }
+                Op::Delete { key } => self.remove(key),
+                Op::DeleteRange { start, end } => self.remove_range(start, end),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bounds<'a>(start: &'a [u8], end: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded))
+}
+
+impl SegmentLog {
+    /// Opens the log in `dir` (created if missing), replaying every segment. Blocking.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<SegmentLog> {
+        std::fs::create_dir_all(dir).map_err(|e| io("open", dir, e))?;
+        let dir_file = File::open(dir).map_err(|e| io("open", dir, e))?;
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io("open", dir, e))? {
+            let name = entry.map_err(|e| io("open", dir, e))?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        let mut index = Index::default();
+        let mut tail_len = 0;
+        for (n, &id) in ids.iter().enumerate() {
+            let is_last = n + 1 == ids.len();
+            let path = segment_path(dir, id);
+            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| io("open", &path, e))?;
+            index.segments.insert(id, Segment { file: Arc::new(file), live: 0 });
+            tail_len = replay(&mut index, id, &path, is_last)?;
+        }
+        let (id, file, len) = match ids.last() {
+            Some(&id) => (id, index.segments[&id].file.clone(), tail_len),
+            None => {
+                let file = create_segment(dir, &dir_file, 1)?;
+                index.segments.insert(1, Segment { file: file.clone(), live: 0 });
+                (1, file, 0)
+            }
+        };
+        tracing::debug!(path = %dir.display(), segments = index.segments.len(), keys = index.keys.len(), "opened segment log");
+        Ok(SegmentLog {
+            dir: dir.to_path_buf(),
+            dir_file,
+            segment_bytes,
+            index: RwLock::new(index),
+            active: Mutex::new(Active { id, file, len, failed: false }),
+        })
+    }
+
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let size = batch.ops().iter().map(|op| op.key().len() + 7 + op_value_len(op)).sum();
+        let mut frame = FrameBuilder::new(size);
+        for op in batch.ops() {
+            frame.op(op)?;
+        }
+        self.append(frame.finish()?)
+    }
+
+    pub fn delete_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<()> {
+        if !self.read_index().keys.range::<[u8], _>(bounds(start, end)).any(|_| true) {
+            return Ok(());
+        }
+        let mut frame = FrameBuilder::new(start.len() + end.map_or(0, <[u8]>::len) + 8);
+        frame.delete_range(start, end)?;
+        self.append(frame.finish()?)
+    }
+
+    /// Appends one sealed frame and publishes its effect to readers. Readers see a write
+    /// only once its bytes are in the file, so a read never races the write it observes.
+    fn append(&self, bytes: Vec<u8>) -> Result<()> {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if active.failed {
+            return Err(StorageError::Io {
+                op: "write",
+                message: "an earlier write to the segment log failed; the node must restart".into(),
+            });
+        }
+        let pos = active.len;
+        if let Err(e) = active.file.write_all_at(&bytes, pos) {
+            active.failed = true;
+            return Err(io("write", &segment_path(&self.dir, active.id), e));
+        }
+        active.len += bytes.len() as u64;
+        let segment = active.id;
+        self.write_index().apply(segment, pos, &bytes[HEADER_LEN..]).map_err(|m| StorageError::Internal {
+            op: "write",
+            message: format!("frame just built is unreadable: {m}"),
+        })?;
+        if active.len >= self.segment_bytes {
+            self.roll(&mut active)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (synced first, so only the newest segment can ever end
+    /// in a torn frame) and starts the next.
+    fn roll(&self, active: &mut Active) -> Result<()> {
+        let path = segment_path(&self.dir, active.id);
+        active
+            .file
+            .sync_data()
+            .map_err(|e| StorageError::FsyncFailed { message: format!("{}: {e}", path.display()) })?;
+        let id = active.id + 1;
+        let file = create_segment(&self.dir, &self.dir_file, id)?;
+        self.write_index().segments.insert(id, Segment { file: file.clone(), live: 0 });
+        *active = Active { id, file, len: 0, failed: false };
+        Ok(())
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let found = {
+            let index = self.read_index();
+            index.keys.get(key).map(|loc| (*loc, index.segments[&loc.segment].file.clone()))
+        };
+        found.map(|(loc, file)| self.read_at(&file, loc)).transpose()
+    }
+
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries> {
+        let found: Vec<(Vec<u8>, Loc, Arc<File>)> = {
+            let index = self.read_index();
+            index
+                .keys
+                .range::<[u8], _>(bounds(start, end))
+                .take(limit)
+                .map(|(k, loc)| (k.to_vec(), *loc, index.segments[&loc.segment].file.clone()))
+                .collect()
+        };
+        found.into_iter().map(|(k, loc, file)| Ok((k, self.read_at(&file, loc)?))).collect()
+    }
+
+    pub fn last_in_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let found = {
+            let index = self.read_index();
+            let last = index.keys.range::<[u8], _>(bounds(start, end)).next_back();
+            last.map(|(k, loc)| (k.to_vec(), *loc, index.segments[&loc.segment].file.clone()))
+        };
+        found.map(|(k, loc, file)| Ok((k, self.read_at(&file, loc)?))).transpose()
+    }
+
+    /// Makes every write that returned before this call durable, then gives back the
+    /// space of dead segments.
+    pub fn flush(&self) -> Result<()> {
+        let (file, id) = {
+            let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+            (active.file.clone(), active.id)
+        };
+        let failed = |what: &str, e: std::io::Error| StorageError::FsyncFailed { message: format!("{what}: {e}") };
+        file.sync_data().map_err(|e| failed(&segment_path(&self.dir, id).display().to_string(), e))?;
+        // Oldest first, each removal synced before the next: a later segment may hold the
+        // deletes that keep an older one's values dead, so it must never be gone while the
+        // older one could come back after a crash.
+        let dead = self.write_index().take_dead_prefix(id);
+        for id in dead {
+            let path = segment_path(&self.dir, id);
+            std::fs::remove_file(&path).map_err(|e| io("remove segment", &path, e))?;
+            self.dir_file.sync_all().map_err(|e| failed(&self.dir.display().to_string(), e))?;
+        }
+        Ok(())
+    }
+
+    /// The number of segment files, for tests of space reclamation.
+    pub fn segment_count(&self) -> usize {
+        self.read_index().segments.len()
+    }
+
+    fn read_at(&self, file: &File, loc: Loc) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut buf, loc.pos).map_err(|e| io("read", &segment_path(&self.dir, loc.segment), e))?;
+        Ok(buf)
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn op_value_len(op: &BatchOp) -> usize {
+    match op {
+        BatchOp::Put { value, .. } => value.len(),
+        BatchOp::Delete { .. } => 0,
+    }
+}
+
+fn create_segment(dir: &Path, dir_file: &File, id: u64) -> Result<Arc<File>> {
+    let path = segment_path(dir, id);
+    let file =
+        OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| io("create", &path, e))?;
+    dir_file.sync_all().map_err(|e| StorageError::FsyncFailed { message: format!("{}: {e}", dir.display()) })?;
+    Ok(Arc::new(file))
+}
+
+/// Replays one segment into `index`; returns the length of its valid prefix. A frame
+/// that is cut short or fails its CRC ends the replay: in the newest segment that is a
+/// write torn by a crash (never acknowledged, since the ack waits for fsync) and is cut
+/// off; in an older segment, which was synced whole before the next began, it is
+/// corruption.
+fn replay(index: &mut Index, id: u64, path: &Path, is_last: bool) -> Result<u64> {
+    let segment = index.segments[&id].file.clone();
+    let file_len = segment.metadata().map_err(|e| io("open", path, e))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, &*segment);
+    let mut pos = 0u64;
+    let mut payload = Vec::new();
+    let damage = loop {
+        if pos == file_len {
+            return Ok(pos);
+        }
+        let mut header = [0u8; HEADER_LEN];
+        if reader.read_exact(&mut header).is_err() {
+            break "a cut-short frame header";
+        }
+        let (len, crc) = match frame::parse_header(&header) {
+            Ok(h) => h,
+            Err(why) => break why,
+        };
+        payload.resize(len, 0);
+        if reader.read_exact(&mut payload).is_err() {
+            break "a cut-short frame";
+        }
+        if crc32c::crc32c(&payload) != crc {
+            break "a CRC mismatch";
+        }
+        index.apply(id, pos, &payload).map_err(|m| StorageError::Corrupt {
+            op: "open",
+            message: format!("{} at byte {pos}: {m}", path.display()),
+        })?;
+        pos += (HEADER_LEN + len) as u64;
+    };
+    if !is_last {
+        return Err(StorageError::Corrupt {
+            op: "open",
+            message: format!("{}: {damage} at byte {pos}", path.display()),
+        });
+    }
+    tracing::warn!(path = %path.display(), at = pos, cut = file_len - pos, why = damage, "cutting off a torn write at the log tail");
+    segment.set_len(pos).map_err(|e| io("truncate torn tail", path, e))?;
+    segment.sync_all().map_err(|e| StorageError::FsyncFailed { message: format!("{}: {e}", path.display()) })?;
+    Ok(pos)
+}
