@@ -5,6 +5,7 @@
 //! Output discipline: data goes to stdout (tables, JSON, records), everything else —
 //! logs, progress, errors — to stderr, so pipes see only data.
 
+mod acks;
 mod bench;
 mod cluster;
 mod common;

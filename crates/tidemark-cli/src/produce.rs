@@ -2,12 +2,11 @@
 //! producer (lines are sent as they are read; nothing waits per line).
 
 use anyhow::Context;
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use serde::Serialize;
 use tidemark_client::{ClientError, ErrorCode, ProducerConfig, ProducerRecord, RecordMetadata};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::acks::{Acks, Delivery};
 use crate::common::{print_json, ClientArgs, Format};
 
 /// Send one record per line of standard input.
@@ -96,8 +95,7 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         ..ProducerConfig::default()
     };
     let producer = client.producer(config)?;
-    let mut pending = FuturesUnordered::new();
-    let mut tally = Tally::default();
+    let acks = Acks::spawn(Tally::default(), |tally, (), res: Delivery| tally.add(res));
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     loop {
@@ -114,15 +112,10 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
             record = record.partition(p);
         }
         producer.wait_for_buffer_space().await;
-        pending.push(producer.send(&a.topic, record));
-        while let Some(Some(res)) = pending.next().now_or_never() {
-            tally.add(res);
-        }
+        acks.push((), producer.send(&a.topic, record));
     }
     producer.close().await;
-    while let Some(res) = pending.next().await {
-        tally.add(res);
-    }
+    let tally = acks.finish().await;
     report(&a, &tally)
 }
 

@@ -20,8 +20,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use tidemark_client::{
     Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, GroupConsumer, GroupConsumerConfig,
     PartitionId, ProducerConfig, ProducerRecord, SharedConsumer, StartPosition,
@@ -29,6 +27,7 @@ use tidemark_client::{
 use tokio::time::Instant;
 
 use super::stats::{print_text, show_progress, Stats};
+use crate::acks::{Acks, Delivery};
 use crate::common::{print_json, ClientArgs, Format};
 
 /// Bytes the prefill producer may have unacknowledged.
@@ -186,28 +185,22 @@ async fn prefill(client: &Client, topic: &str, want: u64, record_size: usize) ->
             .expect("valid progress template"),
     );
     let value = Bytes::from(vec![b'x'; record_size]);
-    let (mut pending, mut failed, mut first_error) = (FuturesUnordered::new(), 0u64, None);
-    let mut settle = |r: Result<_, ClientError>| match r {
+    let acks = Acks::spawn((bar.clone(), 0u64, None), |(bar, failed, first_error), (), r: Delivery| match r {
         Ok(_) => bar.inc(1),
         Err(e) => {
-            failed += 1;
+            *failed += 1;
             first_error.get_or_insert(e.to_string());
         }
-    };
+    });
     for i in 0..missing {
         producer.wait_for_buffer_space().await;
         let record = ProducerRecord::new(value.clone()).partition((i % partitions) as PartitionId);
-        pending.push(producer.send(topic, record));
-        while let Some(Some(r)) = pending.next().now_or_never() {
-            settle(r);
-        }
+        acks.push((), producer.send(topic, record));
         if (i + 1).is_multiple_of(256) {
             tokio::task::yield_now().await;
         }
     }
-    while let Some(r) = pending.next().await {
-        settle(r);
-    }
+    let (_, failed, first_error): (_, u64, Option<String>) = acks.finish().await;
     producer.close().await;
     bar.finish_and_clear();
     anyhow::ensure!(

@@ -16,13 +16,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use tidemark_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartPosition};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::stats::{print_text, show_progress, Stats};
+use crate::acks::{Acks, Delivery};
 use crate::common::{print_json, ClientArgs, Format};
 
 /// Bytes of the stamp at the start of every value: run id, then send time.
@@ -50,9 +49,9 @@ pub struct E2eBench {
     /// Replication factor, if the topic has to be created.
     #[arg(long, default_value_t = 3)]
     pub replication_factor: u32,
-    /// How long the producer holds a batch open for more records. 5 is the SDK default;
-    /// 0 sends each record at once (lowest latency at low rates, more requests).
-    #[arg(long, default_value_t = 5)]
+    /// How long a producer holds a batch open for more records while it could send it.
+    /// 0 (the SDK default) sends at once and batches only while the window is full.
+    #[arg(long, default_value_t = 0)]
     pub linger_ms: u64,
     /// text for people; json prints one summary object on stdout for scripts.
     #[arg(long, value_enum, default_value_t)]
@@ -149,12 +148,18 @@ struct Pace {
 
 /// Sends stamped records evenly at `pace.rate` until its deadline; returns how many were
 /// acknowledged (send failures are booked as errors).
-async fn send_paced(producer: Producer, topic: &str, pace: Pace, stamp: Stamp, sent: &AtomicU64, stats: &Stats) -> u64 {
-    let (mut pending, mut acked) = (FuturesUnordered::new(), 0u64);
-    let mut settle = |r: Result<_, tidemark_client::ClientError>| match r {
-        Ok(_) => acked += 1,
+async fn send_paced(
+    producer: Producer,
+    topic: &str,
+    pace: Pace,
+    stamp: Stamp,
+    sent: &AtomicU64,
+    stats: &Arc<Stats>,
+) -> u64 {
+    let acks = Acks::spawn((0u64, stats.clone()), |(acked, stats), (), r: Delivery| match r {
+        Ok(_) => *acked += 1,
         Err(e) => stats.error(1, format!("send: {e}")),
-    };
+    });
     let start = Instant::now();
     let mut n = 0u64;
     loop {
@@ -168,16 +173,11 @@ async fn send_paced(producer: Producer, topic: &str, pace: Pace, stamp: Stamp, s
             continue;
         }
         let value = stamp.encode(stamp.now_us(), pace.size);
-        pending.push(producer.send(topic, ProducerRecord::new(value)));
+        acks.push((), producer.send(topic, ProducerRecord::new(value)));
         n += 1;
         sent.store(n, Ordering::Relaxed);
-        while let Some(Some(r)) = pending.next().now_or_never() {
-            settle(r);
-        }
     }
-    while let Some(r) = pending.next().await {
-        settle(r);
-    }
+    let (acked, _) = acks.finish().await;
     producer.close().await;
     acked
 }

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use tidemark_client::{ProducerConfig, ProducerRecord};
 use tokio::time::Instant;
 
 use super::stats::{print_text, show_progress, Stats};
+use crate::acks::{Acks, Delivery};
 use crate::common::{print_json, ClientArgs, Format};
 
 #[derive(Debug, clap::Args)]
@@ -43,9 +42,9 @@ pub struct ProduceBench {
     /// Producers without idempotence, for comparison.
     #[arg(long, overrides_with = "idempotent")]
     pub no_idempotent: bool,
-    /// How long a producer holds a batch open for more records. 5 is the SDK default;
-    /// 0 sends at once (lower latency at low rates, more and smaller requests).
-    #[arg(long, default_value_t = 5)]
+    /// How long a producer holds a batch open for more records while it could send it.
+    /// 0 (the SDK default) sends at once and batches only while the window is full.
+    #[arg(long, default_value_t = 0)]
     pub linger_ms: u64,
     /// text for people; json prints one summary object on stdout for scripts.
     #[arg(long, value_enum, default_value_t)]
@@ -104,7 +103,10 @@ async fn run_producer(
     deadline: Instant,
     stats: Arc<Stats>,
 ) {
-    let mut pending = FuturesUnordered::new();
+    let size = value.len();
+    let acks = Acks::spawn(stats, move |stats, at: Instant, r: Delivery| {
+        on_ack(stats, at, size, r.map(|_| ()).map_err(|e| e.to_string()))
+    });
     let start = Instant::now();
     let mut sent = 0u64;
     while Instant::now() < deadline {
@@ -118,18 +120,12 @@ async fn run_producer(
             producer.wait_for_buffer_space().await;
         }
         let at = Instant::now();
-        let fut = producer.send(&topic, ProducerRecord::new(value.clone()));
-        pending.push(fut.map(move |r| (at, r.map(|_| ()).map_err(|e| e.to_string()))));
+        acks.push(at, producer.send(&topic, ProducerRecord::new(value.clone())));
         sent += 1;
-        while let Some(Some((at, r))) = pending.next().now_or_never() {
-            on_ack(&stats, at, value.len(), r);
-        }
         if sent.is_multiple_of(256) {
             tokio::task::yield_now().await;
         }
     }
-    while let Some((at, r)) = pending.next().await {
-        on_ack(&stats, at, value.len(), r);
-    }
+    acks.finish().await;
     producer.close().await;
 }
