@@ -1,5 +1,6 @@
 //! Settings for the client, the producer and the consumer. Defaults follow what a Kafka
-//! user expects (linger of a few ms, 112 KiB batches, 5 in flight, 30 s delivery timeout);
+//! user expects (112 KiB batches, 5 in flight, 30 s delivery timeout), except that a batch
+//! goes at once when it can (linger 0; it still batches under load, see `linger`);
 //! every one is a plain public field so callers override only what they need.
 
 use std::time::Duration;
@@ -86,8 +87,10 @@ impl ClientConfig {
 /// How the producer batches and retries.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// How long a partition's batch waits for more records before it is sent. Trades a few
-    /// ms of latency for far fewer, larger requests.
+    /// How long a partition's open batch waits for more records before it is sent, when
+    /// the in-flight window has room. While the window is full the batch keeps filling
+    /// whatever this says, so the default of 0 sends a lone record at once and still forms
+    /// large batches under load. A few ms trade latency for fewer requests at moderate rates.
     pub linger: Duration,
     /// A batch is sent once it would grow past this many encoded bytes. A single record
     /// larger than this goes alone in its own batch (the server then judges its size).
@@ -116,7 +119,7 @@ pub struct ProducerConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            linger: Duration::from_millis(5),
+            linger: Duration::ZERO,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             max_in_flight: 5,
             delivery_timeout: Duration::from_secs(30),
@@ -222,10 +225,7 @@ mod tests {
     fn producer_defaults_are_valid() {
         let c = ProducerConfig::default();
         assert!(c.validate().is_ok());
-        assert_eq!(
-            (c.linger, c.max_batch_bytes, c.max_in_flight),
-            (Duration::from_millis(5), DEFAULT_MAX_BATCH_BYTES, 5)
-        );
+        assert_eq!((c.linger, c.max_batch_bytes, c.max_in_flight), (Duration::ZERO, DEFAULT_MAX_BATCH_BYTES, 5));
         assert!(c.idempotent, "idempotence is on by default");
         assert!(ProducerConfig { max_in_flight: 0, ..c.clone() }.validate().is_err());
         let err = ProducerConfig { max_in_flight: 6, ..c.clone() }.validate().unwrap_err().to_string();

@@ -88,6 +88,34 @@ async fn produces_in_batches_and_consumes_everything_in_order() {
     assert_eq!(consumer.positions().values().sum::<u64>(), 2000);
 }
 
+/// With the default linger of 0 a record goes at once when the window has room, and
+/// records that arrive while it is full share one batch instead of queueing one by one.
+#[tokio::test]
+async fn records_arriving_while_the_window_is_full_share_a_batch() {
+    let shared = fake_cluster::start().await;
+    shared.add_topic("t", 1);
+    shared.state.lock().unwrap().produce_delay = Duration::from_millis(40);
+    let client = client_for(&shared, 1);
+    let producer = client.producer(ProducerConfig { max_in_flight: 1, ..Default::default() }).unwrap();
+    let started = tokio::time::Instant::now();
+    let first = producer.send("t", ProducerRecord::new("alone").partition(0)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(200), "a lone record waited: {:?}", started.elapsed());
+    assert_eq!(first.offset, 0);
+    let calls_before = shared.state.lock().unwrap().produce_calls;
+    let mut sends = Vec::new();
+    for i in 0..100 {
+        sends.push(producer.send("t", ProducerRecord::new(format!("{i:05}")).partition(0)));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for s in futures::future::join_all(sends).await {
+        s.unwrap();
+    }
+    let calls = shared.state.lock().unwrap().produce_calls - calls_before;
+    // 100 records over >= 200 ms, one 40 ms request at a time: about 6 requests, far from 100.
+    assert!(calls <= 20, "{calls} produce requests for 100 records trickling in");
+    assert_eq!(shared.values("t", 0).len(), 101);
+}
+
 /// Sends `n` records to partition 0 of "t" while `disturb` runs after the first half.
 async fn produce_through(
     shared: &fake_cluster::Shared,

@@ -126,12 +126,17 @@ impl Worker {
 
     async fn run(mut self) {
         loop {
+            if self.linger_due() {
+                self.seal();
+            }
             self.launch();
             if self.rx_closed && self.acc.is_empty() && self.unresolved.is_empty() {
                 break;
             }
             let far = Instant::now() + Duration::from_secs(3600);
-            let linger_at = self.acc.linger_deadline();
+            // While the window is full a lingered-out batch could only queue behind it,
+            // so it stays open and keeps filling until a slot frees (see `linger_due`).
+            let linger_at = self.acc.linger_deadline().filter(|_| self.has_room());
             let backoff_at = self.backoff_until;
             tokio::select! {
                 biased;
@@ -195,9 +200,33 @@ impl Worker {
         self.ready.push_back(batch);
     }
 
+    fn window(&self) -> usize {
+        if self.cautious {
+            1
+        } else {
+            self.config.max_in_flight
+        }
+    }
+
+    /// Whether a batch sealed now would be sent at once rather than wait in `ready`.
+    fn has_room(&self) -> bool {
+        self.ready.is_empty()
+            && self.retry.is_none()
+            && self.backoff_until.is_none()
+            && self.inflight.len() < self.window()
+    }
+
+    /// The open batch has lingered long enough *and* could be sent now. Sealing only when
+    /// it can go at once is what makes a short linger cheap: under load, records that
+    /// arrive while the window is full join one batch instead of many tiny queued ones,
+    /// and when the window has room a record goes without waiting for company.
+    fn linger_due(&self) -> bool {
+        self.has_room() && self.acc.linger_deadline().is_some_and(|at| at <= Instant::now())
+    }
+
     /// Starts sends while the window has room and no retry is pending.
     fn launch(&mut self) {
-        let window = if self.cautious { 1 } else { self.config.max_in_flight };
+        let window = self.window();
         while self.retry.is_none() && self.backoff_until.is_none() && self.inflight.len() < window {
             let Some(batch) = self.ready.pop_front() else { break };
             if Instant::now() >= batch.deadline {

@@ -41,6 +41,8 @@ pub struct State {
     pub produce_calls: u64,
     /// Produce calls that append and then answer Unavailable, as if the answer was lost.
     pub lost_acks: u32,
+    /// How long every produce call takes before it is handled, like a slow disk.
+    pub produce_delay: std::time::Duration,
     pub limits: BatchLimits,
     pub next_producer_id: i64,
 }
@@ -129,6 +131,7 @@ pub async fn start() -> Arc<Shared> {
         produce_failures: VecDeque::new(),
         produce_calls: 0,
         lost_acks: 0,
+        produce_delay: std::time::Duration::ZERO,
         limits: BatchLimits::default(),
         next_producer_id: 0,
     };
@@ -195,6 +198,8 @@ fn check_sequence(p: &FakePartition, h: &BatchHeader) -> Result<Option<ProduceRe
 impl Tidemark for FakeNode {
     async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
         let req = request.into_inner();
+        let delay = self.shared.state.lock().unwrap().produce_delay;
+        tokio::time::sleep(delay).await;
         let mut st = self.shared.state.lock().unwrap();
         st.produce_calls += 1;
         let limits = st.limits;
