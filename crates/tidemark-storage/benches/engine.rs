@@ -1,6 +1,7 @@
 //! The storage engine under the Raft log: every replicated batch is one `write` into the
 //! log tree, a group commit ends in one `flush` (fsync), fetches read key ranges, and
-//! retention purges the prefix with `delete_range`. Measured on sled (production) and the
+//! retention purges the prefix with `delete_range`. Measured on the segmented engine
+//! (production: segment log + sled), plain sled (the earlier production engine) and the
 //! memory engine (the simulation's) for comparison.
 //!
 //! Run: `cargo bench -p tidemark-storage --bench engine -- --warm-up-time 1 --measurement-time 3`
@@ -43,11 +44,15 @@ fn append(engine: &dyn Engine, next: &mut u64, value: &[u8]) {
     }
 }
 
-/// Both engines; sled only off madsim (it is not built there, its threads are forbidden).
+/// Every engine; sled ones only off madsim (it is not built there, its threads are forbidden).
 fn engines(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Engine>)> {
     let memory: (&'static str, Arc<dyn Engine>) = ("memory", Arc::new(MemoryEngine::new()));
     #[cfg(not(madsim))]
-    return vec![("sled", Arc::new(tidemark_storage::SledEngine::open(dir).expect("open sled in a temp dir"))), memory];
+    return vec![
+        ("segmented", Arc::new(tidemark_storage::SegmentedEngine::open_data_dir(&dir.join("seg"), TREE).unwrap())),
+        ("sled", Arc::new(tidemark_storage::SledEngine::open(&dir.join("sled")).expect("open sled in a temp dir"))),
+        memory,
+    ];
     #[cfg(madsim)]
     {
         let _ = dir;
