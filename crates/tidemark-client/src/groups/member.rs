@@ -49,6 +49,9 @@ pub(crate) struct Membership {
     pub group_id: u64,
     pub member_id: String,
     pub heartbeat_interval: Duration,
+    /// How long the server keeps a silent member: the bound of a best-effort close,
+    /// since past it the server moves the member's partitions by itself.
+    pub session_timeout: Duration,
 }
 
 pub(crate) async fn join(
@@ -75,6 +78,7 @@ pub(crate) async fn join(
         .await
         .map_err(|(e, _)| e)?;
     let interval = resp.config.as_ref().map_or(1000, |c| c.heartbeat_interval_ms.max(10));
+    let session = resp.config.as_ref().map_or(10_000, |c| c.session_timeout_ms.max(interval));
     let dead_letter_topic = resp.config.as_ref().map(|c| c.dead_letter_topic.clone()).filter(|t| !t.is_empty());
     let m = Membership {
         dead_letter_topic,
@@ -82,6 +86,7 @@ pub(crate) async fn join(
         group_id: resp.group_id,
         member_id: resp.member_id,
         heartbeat_interval: Duration::from_millis(interval as u64),
+        session_timeout: Duration::from_millis(session as u64),
     };
     Ok((m, assigned(resp.assignment)))
 }
