@@ -97,7 +97,8 @@ impl Background {
     /// Joins as a new member in a task (auto-creating the group, as a rejoin may find
     /// it deleted and recreated).
     pub fn spawn_join(&mut self, admin: &Admin, group: &str, topics: &[String], client_id: &str) {
-        let (admin, group, topics, client_id) = (admin.clone(), group.to_string(), topics.to_vec(), client_id.to_string());
+        let (admin, group, topics, client_id) =
+            (admin.clone(), group.to_string(), topics.to_vec(), client_id.to_string());
         self.joining =
             Some(Task::spawn(async move { member::join(&admin, &group, &topics, &client_id, true, false).await }));
     }
@@ -118,15 +119,25 @@ impl Background {
     /// else the group's start position.
     pub fn spawn_start(&mut self, key: Key, generation: u64, s: StartSpec) {
         let (topic, partition) = key.clone();
+        let bound = s.client.config().operation_timeout * 2;
         let task = Task::spawn(async move {
-            let at = OffsetTarget { group: &s.group, group_id: s.group_id, topic: &topic, partition };
-            let committed = fetch_committed(&s.client, &at).await?;
-            let committed = committed.has_offset.then_some(committed.offset);
-            let position = match committed {
-                Some(o) => o,
-                None => start_offset(&s.client, &topic, partition, s.start).await?,
+            // Bounded so a lookup stuck behind something never leaves the partition
+            // unread without a word: it fails, is logged, and the next heartbeat retries.
+            let started = Instant::now();
+            let lookup = async {
+                let at = OffsetTarget { group: &s.group, group_id: s.group_id, topic: &topic, partition };
+                let committed = fetch_committed(&s.client, &at).await?;
+                let committed = committed.has_offset.then_some(committed.offset);
+                let position = match committed {
+                    Some(o) => o,
+                    None => start_offset(&s.client, &topic, partition, s.start).await?,
+                };
+                Ok::<Start, ClientError>((committed, position))
             };
-            Ok((committed, position))
+            match tokio::time::timeout(bound, lookup).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::timeout("finding where a partition starts", started.elapsed(), None)),
+            }
         });
         self.starting.insert(key, (generation, task));
     }
@@ -139,7 +150,8 @@ impl Background {
 
     /// The lookups that finished, each with its generation.
     pub fn take_started(&mut self) -> Vec<(Key, u64, Result<Start>)> {
-        let done: Vec<Key> = self.starting.iter().filter(|(_, (_, t))| t.0.is_finished()).map(|(k, _)| k.clone()).collect();
+        let done: Vec<Key> =
+            self.starting.iter().filter(|(_, (_, t))| t.0.is_finished()).map(|(k, _)| k.clone()).collect();
         let mut out = Vec::new();
         for k in done {
             if let Some((g, mut t)) = self.starting.remove(&k) {

@@ -203,7 +203,9 @@ impl GroupConsumer {
         let started = Instant::now();
         match tokio::time::timeout(leave_by.saturating_duration_since(started), member::leave(&self.admin, &m)).await {
             Ok(left) => left,
-            Err(_) => Err(ClientError::timeout("leaving the group (the session timeout ends it)", started.elapsed(), None)),
+            Err(_) => {
+                Err(ClientError::timeout("leaving the group (the session timeout ends it)", started.elapsed(), None))
+            }
         }
     }
 
@@ -382,9 +384,10 @@ impl GroupConsumer {
     fn start_partitions(&mut self, done: Vec<(Key, u64, Result<Start>)>) -> Result<()> {
         let mut first_err = None;
         for (key, generation, res) in done {
-            let wanted = self.assigned.iter().any(|a| {
-                (&a.topic, a.partition) == (&key.0, key.1) && a.generation == generation && !a.revoking
-            });
+            let wanted = self
+                .assigned
+                .iter()
+                .any(|a| (&a.topic, a.partition) == (&key.0, key.1) && a.generation == generation && !a.revoking);
             if !wanted || self.owned.contains_key(&key) {
                 continue;
             }

@@ -169,8 +169,10 @@ impl SharedConsumer {
         }
         let per_partition = (max / self.partitions.len().max(1) as u32).max(1);
         let wait = timeout.min(Duration::from_millis(300));
-        let fetches =
-            self.partitions.iter().map(|(t, p)| until(deadline, "shared fetch", self.share_fetch(t, *p, per_partition, wait)));
+        let fetches = self
+            .partitions
+            .iter()
+            .map(|(t, p)| until(deadline, "shared fetch", self.share_fetch(t, *p, per_partition, wait)));
         let answers = join_all(fetches).await;
         let mut out = Vec::new();
         let mut dead = Vec::new();
