@@ -22,7 +22,7 @@ use tidemark_types::{ErrorCode, PartitionId};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::member::{self, Assigned, Beat, Membership};
+use super::member::{self, Assigned, Beat, Joined, Membership};
 use super::route::{fetch_committed, OffsetTarget};
 use crate::admin::Admin;
 use crate::client::Client;
@@ -76,7 +76,7 @@ pub(crate) type Start = (Option<u64>, u64);
 /// Background membership work in flight.
 #[derive(Default)]
 pub(crate) struct Background {
-    joining: Option<Task<Result<(Membership, Vec<Assigned>)>>>,
+    joining: Option<Task<Result<Joined>>>,
     starting: BTreeMap<Key, (u64, Task<Result<Start>>)>,
     releasing: Vec<Task<()>>,
 }
@@ -104,7 +104,7 @@ impl Background {
     }
 
     /// The join's answer once it is in.
-    pub fn take_joined(&mut self) -> Option<Result<(Membership, Vec<Assigned>)>> {
+    pub fn take_joined(&mut self) -> Option<Result<Joined>> {
         let res = self.joining.as_mut()?.try_take()?;
         self.joining = None;
         Some(res.and_then(|r| r))

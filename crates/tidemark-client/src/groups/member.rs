@@ -54,6 +54,9 @@ pub(crate) struct Membership {
     pub session_timeout: Duration,
 }
 
+/// What a join answers: the membership and its first assignment.
+pub(crate) type Joined = (Membership, Vec<Assigned>);
+
 pub(crate) async fn join(
     admin: &Admin,
     group: &str,
@@ -61,7 +64,7 @@ pub(crate) async fn join(
     client_id: &str,
     create: bool,
     shared: bool,
-) -> Result<(Membership, Vec<Assigned>)> {
+) -> Result<Joined> {
     let req = v1::JoinGroupRequest {
         group: group.to_string(),
         topics: topics.to_vec(),

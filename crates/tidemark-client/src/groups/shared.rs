@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::background::Task;
 use super::config::GroupConsumerConfig;
-use super::member::{self, Assigned, Beat, Membership};
+use super::member::{self, Beat, Joined, Membership};
 use super::route::partition_call;
 use crate::admin::Admin;
 use crate::client::Client;
@@ -70,7 +70,7 @@ pub struct SharedConsumer {
     dlq_ready: BTreeSet<String>,
     closed: bool,
     /// A join after the session expired, still under way.
-    joining: Option<Task<Result<(Membership, Vec<Assigned>)>>>,
+    joining: Option<Task<Result<Joined>>>,
 }
 
 impl std::fmt::Debug for SharedConsumer {
