@@ -6,4 +6,7 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (1, "partition 0 of the first topic shared Raft group 0 with the metadata group"),
     (4, "Consumer::poll deadlocked: a metadata refresh waited for a lock held by its own unpolled fetch"),
     (1611, "Consumer::poll deadlocked the same way while resolving an offset reset"),
+    (129, "GroupConsumer::close took >30 s: commit and leave each retried for operation_timeout while all nodes were down"),
+    (282, "GroupConsumer::close took >30 s the same way"),
+    (140, "a group stopped for good: an unpolled fetch of a reader with no partitions held the metadata-refresh lock"),
 ];

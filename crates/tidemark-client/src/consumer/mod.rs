@@ -179,6 +179,13 @@ impl Consumer {
     pub(crate) fn remove_partition(&mut self, partition: PartitionId) {
         self.partitions.remove(&partition);
         self.buffer.retain(|r| r.partition != partition);
+        if self.partitions.is_empty() {
+            // A group consumer stops polling a reader left with no partitions, so an
+            // in-flight fetch would never be polled again: parked on (or granted) the
+            // client's metadata-refresh lock, it would block every other refresh of the
+            // client for good — the start lookups of newly assigned partitions included.
+            self.inflight = FuturesUnordered::new();
+        }
     }
 
     /// Waits up to `timeout` for records and returns those available (possibly none).

@@ -3,14 +3,20 @@
 //! [`Consumer`] machinery (leader changes, retries, long polls) and commits progress.
 //!
 //! ```text
-//! poll ─▶ maintain: expired? rejoin │ new assignment? revoke (commit, release) + start gained
-//!      │            auto-commit due? commit handed-out positions
+//! poll ─▶ maintain: expired? (re)join in a task │ new assignment? revoke (commit, then
+//!      │            release in a task) + look up gained partitions' starts in tasks
+//!      │            finished lookups? start reading │ auto-commit due? commit positions
 //!      └▶ per-topic Consumer::poll ─▶ records (positions advance as records are handed out)
 //! ```
 //!
 //! Revocations and commits happen only between polls, when every record handed out has
 //! been processed (Kafka's contract): committing the handed-out position before releasing
 //! a partition is what makes a clean handover redeliver nothing.
+//!
+//! `poll(timeout)` returns within its timeout plus a bounded slack (two heartbeat
+//! intervals at most, for a revoke commit and an auto-commit): everything else the
+//! membership needs runs in [`Background`] tasks that outlive a poll, and `close` gives
+//! up after the session timeout, past which the server moves the partitions anyway.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,61 +27,14 @@ use tidemark_types::{ErrorCode, PartitionId};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::background::{Background, Key, Start, StartSpec};
+use super::config::GroupConsumerConfig;
 use super::member::{self, Assigned, Beat, Membership};
-use super::route::{commit_offset, fetch_committed, OffsetTarget};
+use super::route::{commit_offset, OffsetTarget};
 use crate::admin::Admin;
 use crate::client::Client;
-use crate::config::{ConsumerConfig, StartPosition};
-use crate::consumer::{start_offset, Consumer, ConsumerRecord};
+use crate::consumer::{Consumer, ConsumerRecord};
 use crate::error::{ClientError, Result};
-
-/// Settings of a group member.
-#[derive(Debug, Clone)]
-pub struct GroupConsumerConfig {
-    pub group: String,
-    /// The topics this member reads (at least one).
-    pub topics: Vec<String>,
-    /// Prefix of the member id the server gives out, for people reading `group describe`.
-    pub client_id: String,
-    /// Commit handed-out positions every `auto_commit_interval`, before a partition is
-    /// released and on close. Off: only [`GroupConsumer::commit`] commits.
-    pub auto_commit: bool,
-    pub auto_commit_interval: Duration,
-    /// Where to start in a partition the group never committed. Earliest by default, so
-    /// a new group sees every retained record.
-    pub start: StartPosition,
-    /// Create the group with default settings if it does not exist.
-    pub create_group: bool,
-    /// Shared mode: the most records one poll leases (spread over the partitions).
-    pub max_poll_records: u32,
-    pub consumer: ConsumerConfig,
-}
-
-impl GroupConsumerConfig {
-    pub fn new(group: impl Into<String>, topics: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        GroupConsumerConfig {
-            group: group.into(),
-            topics: topics.into_iter().map(Into::into).collect(),
-            client_id: "consumer".into(),
-            auto_commit: true,
-            auto_commit_interval: Duration::from_secs(5),
-            start: StartPosition::Earliest,
-            create_group: true,
-            max_poll_records: 500,
-            consumer: ConsumerConfig::default(),
-        }
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        if self.group.is_empty() || self.topics.is_empty() {
-            return Err(ClientError::InvalidArgument("a group consumer needs a group and at least one topic".into()));
-        }
-        if self.auto_commit && self.auto_commit_interval.is_zero() {
-            return Err(ClientError::InvalidArgument("auto_commit_interval must be positive".into()));
-        }
-        Ok(())
-    }
-}
 
 /// A partition this member owns.
 #[derive(Debug, Clone)]
@@ -85,8 +44,6 @@ struct Owned {
     consumed: u64,
     committed: Option<u64>,
 }
-
-type Key = (String, PartitionId);
 
 /// One member of a partitioned consumer group. Not shared: one member, one reader.
 pub struct GroupConsumer {
@@ -101,6 +58,11 @@ pub struct GroupConsumer {
     buffer: VecDeque<ConsumerRecord>,
     next_auto_commit: Instant,
     closed: bool,
+    /// The server forgot this member: a join is (or must be) under way.
+    expired: bool,
+    /// The newest assignment applied, which a finished start lookup must still match.
+    assigned: Vec<Assigned>,
+    background: Background,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -138,9 +100,14 @@ impl GroupConsumer {
             buffer: VecDeque::new(),
             next_auto_commit,
             closed: false,
+            expired: false,
+            assigned: Vec::new(),
+            background: Background::default(),
         };
         me.start_heartbeat();
-        me.sync(assignment).await?;
+        me.sync(assignment).await;
+        let started = me.background.wait_started().await;
+        me.start_partitions(started)?;
         Ok(me)
     }
 
@@ -209,18 +176,37 @@ impl GroupConsumer {
     }
 
     /// Commits (with auto-commit on), leaves the group so its partitions move at once,
-    /// and stops heartbeating.
+    /// and stops heartbeating. Best effort within the session timeout (the leave gets at
+    /// least a heartbeat interval more): past it the server expires the member and moves
+    /// its partitions by itself, so waiting longer buys nothing. A commit that did not
+    /// make it means the next owner redelivers from the last commit.
     pub async fn close(mut self) -> Result<()> {
         self.closed = true;
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
+        self.background.clear();
+        if self.expired {
+            return Ok(()); // The server already forgot this member: nothing to commit or leave.
+        }
+        let group = self.config.group.clone();
+        let m = self.membership.clone();
+        let deadline = Instant::now() + m.session_timeout;
         if self.config.auto_commit {
-            if let Err(e) = self.commit().await {
-                tracing::warn!(group = %self.config.group, error = %e, "final commit failed");
+            match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), self.commit()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(%group, error = %e, "final commit failed"),
+                Err(_) => tracing::warn!(%group, "final commit unanswered within the session timeout"),
             }
         }
-        member::leave(&self.admin, &self.membership).await
+        let leave_by = deadline.max(Instant::now() + m.heartbeat_interval);
+        let started = Instant::now();
+        match tokio::time::timeout(leave_by.saturating_duration_since(started), member::leave(&self.admin, &m)).await {
+            Ok(left) => left,
+            Err(_) => {
+                Err(ClientError::timeout("leaving the group (the session timeout ends it)", started.elapsed(), None))
+            }
+        }
     }
 
     /// Stops heartbeating and walks away without committing or leaving, as a crashed
@@ -270,18 +256,24 @@ impl GroupConsumer {
     }
 
     /// Takes what the heartbeat learned: rejoins after expiry, applies a new
-    /// assignment, and auto-commits when due.
+    /// assignment, starts partitions whose start was found, and auto-commits when due.
+    /// Waits for commits only, each bounded by a heartbeat interval.
     async fn maintain(&mut self) -> Result<()> {
         let (assignment, expired) = {
             let mut b = self.beat.lock().unwrap_or_else(|e| e.into_inner());
             (b.assignment.take(), std::mem::take(&mut b.expired))
         };
         if expired {
+            self.expire();
+        }
+        if self.expired {
             return self.rejoin().await;
         }
         if let Some(a) = assignment {
-            self.sync(a).await?;
+            self.sync(a).await;
         }
+        let started = self.background.take_started();
+        self.start_partitions(started)?;
         if self.config.auto_commit && Instant::now() >= self.next_auto_commit {
             self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
             // Bounded: a commit retried through a leader change or a lagging node's
@@ -298,24 +290,39 @@ impl GroupConsumer {
     }
 
     /// The server forgot this member (its session expired): whatever it owned has moved
-    /// or will, so drop everything uncommitted and join as a new member.
-    async fn rejoin(&mut self) -> Result<()> {
+    /// or will, so drop everything uncommitted; [`Self::rejoin`] joins as a new member.
+    fn expire(&mut self) {
         let keys: Vec<Key> = self.owned.keys().cloned().collect();
         for k in &keys {
             self.drop_partition(k);
         }
-        let c = &self.config;
-        let (membership, assignment) =
-            member::join(&self.admin, &c.group, &c.topics, &c.client_id, true, false).await?;
-        tracing::info!(group = %c.group, member = %membership.member_id, "rejoined the group");
+        self.background.clear();
+        self.assigned.clear();
+        self.expired = true;
+    }
+
+    /// Starts a join in the background, or applies the one that finished. A failed
+    /// join is returned once; the next poll tries again.
+    async fn rejoin(&mut self) -> Result<()> {
+        if !self.background.joining() {
+            let c = &self.config;
+            self.background.spawn_join(&self.admin, &c.group, &c.topics, &c.client_id);
+            return Ok(());
+        }
+        let Some(joined) = self.background.take_joined() else { return Ok(()) };
+        let (membership, assignment) = joined?;
+        tracing::info!(group = %self.config.group, member = %membership.member_id, "rejoined the group");
         self.membership = membership;
+        self.expired = false;
         self.start_heartbeat();
-        self.sync(assignment).await
+        self.sync(assignment).await;
+        Ok(())
     }
 
     /// Brings the readers in line with `assignment`: drops lost partitions, commits and
-    /// releases revoking ones, and starts gained ones at their committed offset.
-    async fn sync(&mut self, assignment: Vec<Assigned>) -> Result<()> {
+    /// releases revoking ones, and looks up where gained ones start (in the background;
+    /// [`Self::start_partitions`] adds them once known).
+    async fn sync(&mut self, assignment: Vec<Assigned>) {
         let current = |o: &Owned, k: &Key| {
             assignment.iter().any(|a| (&a.topic, a.partition) == (&k.0, k.1) && a.generation == o.generation)
         };
@@ -324,50 +331,82 @@ impl GroupConsumer {
             tracing::info!(group = %self.config.group, topic = %k.0, partition = k.1, "partition lost");
             self.drop_partition(k);
         }
+        let gains = |k: &Key, g: u64| {
+            assignment.iter().any(|a| (&a.topic, a.partition) == (&k.0, k.1) && a.generation == g && !a.revoking)
+        };
+        self.background.retain_starts(gains);
         let revoking: Vec<Assigned> = assignment.iter().filter(|a| a.revoking).cloned().collect();
         if !revoking.is_empty() {
-            let keys: Vec<Key> = revoking.iter().map(|a| (a.topic.clone(), a.partition)).collect();
-            if self.config.auto_commit {
-                if let Err(e) = self.commit_keys(keys.clone()).await {
-                    tracing::warn!(group = %self.config.group, error = %e, "commit before revoking failed");
-                }
-            }
-            for k in &keys {
-                self.drop_partition(k);
-            }
-            match member::release(&self.admin, &self.membership, &revoking).await {
-                Ok(()) => {}
-                Err(e) if e.code() == Some(ErrorCode::UnknownMember) => {
-                    self.beat.lock().unwrap_or_else(|e| e.into_inner()).expired = true;
-                }
-                // The next heartbeat still lists them as revoking: released again then.
-                Err(e) => tracing::warn!(group = %self.config.group, error = %e, "releasing partitions failed"),
-            }
+            self.revoke(revoking).await;
         }
-        for a in assignment.into_iter().filter(|a| !a.revoking) {
+        for a in assignment.iter().filter(|a| !a.revoking) {
             let key = (a.topic.clone(), a.partition);
-            if self.owned.contains_key(&key) {
+            if self.owned.contains_key(&key) || self.background.is_starting(&key, a.generation) {
                 continue;
             }
-            let Some(reader) = self.readers.get_mut(&a.topic) else { continue };
-            let at = OffsetTarget {
-                group: &self.config.group,
+            let spec = StartSpec {
+                client: self.client.clone(),
+                group: self.config.group.clone(),
                 group_id: self.membership.group_id,
-                topic: &a.topic,
-                partition: a.partition,
+                start: self.config.start,
             };
-            let committed = fetch_committed(&self.client, &at).await?;
-            let committed = committed.has_offset.then_some(committed.offset);
-            let position = match committed {
-                Some(o) => o,
-                None => start_offset(&self.client, &a.topic, a.partition, self.config.start).await?,
-            };
-            tracing::info!(group = %self.config.group, topic = %a.topic, partition = a.partition, position,
-                "partition assigned");
-            reader.add_partition(a.partition, position);
-            self.owned.insert(key, Owned { generation: a.generation, consumed: position, committed });
+            self.background.spawn_start(key, a.generation, spec);
         }
-        Ok(())
+        self.assigned = assignment;
+    }
+
+    /// Commits the revoking partitions (with auto-commit), stops reading them and
+    /// releases them. A commit still unanswered after a heartbeat interval keeps them
+    /// for now: the next heartbeat lists them again and the commit is retried, so a
+    /// clean handover still redelivers nothing; the server's rebalance timeout bounds it.
+    async fn revoke(&mut self, revoking: Vec<Assigned>) {
+        let keys: Vec<Key> = revoking.iter().map(|a| (a.topic.clone(), a.partition)).collect();
+        if self.config.auto_commit && keys.iter().any(|k| self.owned.contains_key(k)) {
+            let group = self.config.group.clone();
+            match tokio::time::timeout(self.membership.heartbeat_interval, self.commit_keys(keys.clone())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(%group, error = %e, "commit before revoking failed"),
+                Err(_) => {
+                    tracing::debug!(%group, "commit before revoking still unanswered; retried next heartbeat");
+                    return;
+                }
+            }
+        }
+        for k in &keys {
+            self.drop_partition(k);
+        }
+        self.background.spawn_release(&self.admin, &self.membership, revoking, &self.beat);
+    }
+
+    /// Starts reading the partitions whose start lookup finished, if they are still
+    /// assigned under the generation they were looked up for. A failed lookup is
+    /// returned (the first of them) and retried when the next heartbeat lists it.
+    fn start_partitions(&mut self, done: Vec<(Key, u64, Result<Start>)>) -> Result<()> {
+        let mut first_err = None;
+        for (key, generation, res) in done {
+            let wanted = self
+                .assigned
+                .iter()
+                .any(|a| (&a.topic, a.partition) == (&key.0, key.1) && a.generation == generation && !a.revoking);
+            if !wanted || self.owned.contains_key(&key) {
+                continue;
+            }
+            let (committed, position) = match res {
+                Ok(start) => start,
+                Err(e) => {
+                    tracing::warn!(group = %self.config.group, topic = %key.0, partition = key.1, error = %e,
+                        "could not find where an assigned partition starts; retrying");
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            };
+            let Some(reader) = self.readers.get_mut(&key.0) else { continue };
+            tracing::info!(group = %self.config.group, topic = %key.0, partition = key.1, position,
+                "partition assigned");
+            reader.add_partition(key.1, position);
+            self.owned.insert(key, Owned { generation, consumed: position, committed });
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     fn drop_partition(&mut self, k: &Key) {
@@ -418,9 +457,10 @@ impl GroupConsumer {
 
 impl Drop for GroupConsumer {
     /// Dropping without `close` still leaves gracefully when a runtime is around: the
-    /// commit (with auto-commit) and the LeaveGroup run in a spawned task.
+    /// commit (with auto-commit) and the LeaveGroup run in a spawned task, given up
+    /// after the session timeout like `close`.
     fn drop(&mut self) {
-        if self.closed {
+        if self.closed || self.expired {
             return;
         }
         if let Some(h) = self.heartbeat.take() {
@@ -434,7 +474,8 @@ impl Drop for GroupConsumer {
         } else {
             Vec::new()
         };
-        handle.spawn(async move {
+        let bound = membership.session_timeout;
+        handle.spawn(tokio::time::timeout(bound, async move {
             for (k, generation, offset) in commits {
                 let at = OffsetTarget {
                     group: &membership.group,
@@ -445,6 +486,6 @@ impl Drop for GroupConsumer {
                 let _ = commit_offset(&client, &at, &membership.member_id, generation, offset).await;
             }
             let _ = member::leave(&admin, &membership).await;
-        });
+        }));
     }
 }

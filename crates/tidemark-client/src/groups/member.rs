@@ -49,7 +49,13 @@ pub(crate) struct Membership {
     pub group_id: u64,
     pub member_id: String,
     pub heartbeat_interval: Duration,
+    /// How long the server keeps a silent member: the bound of a best-effort close,
+    /// since past it the server moves the member's partitions by itself.
+    pub session_timeout: Duration,
 }
+
+/// What a join answers: the membership and its first assignment.
+pub(crate) type Joined = (Membership, Vec<Assigned>);
 
 pub(crate) async fn join(
     admin: &Admin,
@@ -58,7 +64,7 @@ pub(crate) async fn join(
     client_id: &str,
     create: bool,
     shared: bool,
-) -> Result<(Membership, Vec<Assigned>)> {
+) -> Result<Joined> {
     let req = v1::JoinGroupRequest {
         group: group.to_string(),
         topics: topics.to_vec(),
@@ -75,6 +81,7 @@ pub(crate) async fn join(
         .await
         .map_err(|(e, _)| e)?;
     let interval = resp.config.as_ref().map_or(1000, |c| c.heartbeat_interval_ms.max(10));
+    let session = resp.config.as_ref().map_or(10_000, |c| c.session_timeout_ms.max(interval));
     let dead_letter_topic = resp.config.as_ref().map(|c| c.dead_letter_topic.clone()).filter(|t| !t.is_empty());
     let m = Membership {
         dead_letter_topic,
@@ -82,6 +89,7 @@ pub(crate) async fn join(
         group_id: resp.group_id,
         member_id: resp.member_id,
         heartbeat_interval: Duration::from_millis(interval as u64),
+        session_timeout: Duration::from_millis(session as u64),
     };
     Ok((m, assigned(resp.assignment)))
 }

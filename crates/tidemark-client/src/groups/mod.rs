@@ -3,6 +3,8 @@
 //! administration on [`Admin`](crate::Admin).
 
 mod admin;
+mod background;
+mod config;
 mod consumer;
 mod member;
 mod route;
@@ -11,5 +13,6 @@ mod shared;
 pub use admin::{
     GroupDescription, GroupListing, GroupMemberDescription, GroupMode, GroupPartitionDescription, GroupSettings,
 };
-pub use consumer::{GroupConsumer, GroupConsumerConfig};
+pub use config::GroupConsumerConfig;
+pub use consumer::GroupConsumer;
 pub use shared::{SharedConsumer, SharedRecord, DLQ_ATTEMPTS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC};

@@ -10,6 +10,11 @@
 //!
 //! A member that dies simply stops acknowledging: its leases expire and the records
 //! are delivered to someone else, counting the attempt.
+//!
+//! `poll(timeout)` returns within `timeout` + [`POLL_SLACK`]: its RPCs are cut at that
+//! deadline (a leader that is down would otherwise hold them for `operation_timeout`).
+//! Acks not sent by then stay pending and go with the next poll; a rejoin still under
+//! way carries on in a task.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -19,15 +24,17 @@ use futures::future::join_all;
 use tidemark_proto::v1::{self, AckKind};
 use tidemark_types::ErrorCode;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use super::consumer::GroupConsumerConfig;
-use super::member::{self, Beat, Membership};
+use super::background::Task;
+use super::config::GroupConsumerConfig;
+use super::member::{self, Beat, Joined, Membership};
 use super::route::partition_call;
 use crate::admin::Admin;
 use crate::client::Client;
 use crate::config::ProducerConfig;
 use crate::consumer::{records_from_fetch, ConsumerRecord};
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::producer::{Producer, ProducerRecord};
 
 /// A record leased to this member.
@@ -40,6 +47,10 @@ pub struct SharedRecord {
 }
 
 type Key = (String, u32);
+
+/// How far past its timeout a poll may run to finish the RPCs it started: a round trip
+/// to a live leader fits easily; a dead leader's retries do not hold the caller.
+pub const POLL_SLACK: Duration = Duration::from_secs(1);
 
 /// One member of a shared group. Not shared itself: one member, one reader.
 pub struct SharedConsumer {
@@ -58,6 +69,8 @@ pub struct SharedConsumer {
     /// Dead-letter topics this member has made sure exist.
     dlq_ready: BTreeSet<String>,
     closed: bool,
+    /// A join after the session expired, still under way.
+    joining: Option<Task<Result<Joined>>>,
 }
 
 impl std::fmt::Debug for SharedConsumer {
@@ -95,6 +108,7 @@ impl SharedConsumer {
             producer: None,
             dlq_ready: BTreeSet::new(),
             closed: false,
+            joining: None,
         };
         me.start_heartbeat();
         Ok(me)
@@ -142,16 +156,23 @@ impl SharedConsumer {
     /// Like [`Self::poll`], leasing at most about `max` records. Lease only what will be
     /// processed: every lease counts as a delivery attempt, released or not.
     pub async fn poll_up_to(&mut self, timeout: Duration, max: u32) -> Result<Vec<SharedRecord>> {
-        if std::mem::take(&mut self.beat.lock().unwrap_or_else(|e| e.into_inner()).expired) {
-            self.rejoin().await?;
+        let deadline = Instant::now() + timeout + POLL_SLACK;
+        if !self.rejoined(deadline).await? {
+            return Ok(Vec::new());
         }
         if self.config.auto_commit {
             self.settle_all(AckKind::Accept);
         }
-        self.flush().await?;
+        match self.send_acks(deadline).await {
+            Err(e) if !e.is_retriable() => return Err(e),
+            _ => {} // Unsent acks stay pending for the next poll.
+        }
         let per_partition = (max / self.partitions.len().max(1) as u32).max(1);
         let wait = timeout.min(Duration::from_millis(300));
-        let fetches = self.partitions.iter().map(|(t, p)| self.share_fetch(t, *p, per_partition, wait));
+        let fetches = self
+            .partitions
+            .iter()
+            .map(|(t, p)| until(deadline, "shared fetch", self.share_fetch(t, *p, per_partition, wait)));
         let answers = join_all(fetches).await;
         let mut out = Vec::new();
         let mut dead = Vec::new();
@@ -177,8 +198,36 @@ impl SharedConsumer {
                 }
             }
         }
-        self.dead_letter(dead).await;
+        let left = deadline.saturating_duration_since(Instant::now()).max(POLL_SLACK);
+        if tokio::time::timeout(left, self.dead_letter(dead)).await.is_err() {
+            // Left unacknowledged: the leases expire and they are dead-lettered again.
+            tracing::debug!(group = %self.config.group, "dead letters unwritten by the poll deadline");
+        }
         Ok(out)
+    }
+
+    /// Rejoins if the session expired, waiting for the join until `deadline`; a join
+    /// still under way then carries on for the next poll. Whether the member may fetch.
+    async fn rejoined(&mut self, deadline: Instant) -> Result<bool> {
+        if std::mem::take(&mut self.beat.lock().unwrap_or_else(|e| e.into_inner()).expired) && self.joining.is_none() {
+            let (admin, c) = (self.admin.clone(), self.config.clone());
+            let join = async move { member::join(&admin, &c.group, &c.topics, &c.client_id, true, true).await };
+            self.joining = Some(Task::spawn(join));
+        }
+        let Some(task) = &mut self.joining else { return Ok(true) };
+        let Some(joined) = task.wait_until(deadline).await else { return Ok(false) };
+        self.joining = None;
+        match joined.and_then(|j| j) {
+            Ok((membership, _)) => {
+                self.membership = membership;
+                self.start_heartbeat();
+                Ok(true)
+            }
+            Err(e) => {
+                self.beat.lock().unwrap_or_else(|e| e.into_inner()).expired = true; // Try again next poll.
+                Err(e)
+            }
+        }
     }
 
     /// Moves records delivered too often (or rejected) to the dead-letter topic, then
@@ -198,8 +247,9 @@ impl SharedConsumer {
                 Some(t) => t.clone(),
                 None => format!("{}.{}.dlq", r.topic, self.config.group),
             };
-            if self.dlq_ready.insert(topic.clone()) {
+            if !self.dlq_ready.contains(&topic) {
                 self.create_dead_letter_topic(&r.topic, &topic).await;
+                self.dlq_ready.insert(topic.clone());
             }
             let Some(producer) = &self.producer else { return };
             sends.push(producer.send(&topic, dead_letter_record(r, *attempts)));
@@ -235,8 +285,17 @@ impl SharedConsumer {
         }
     }
 
-    /// Sends every pending ack to its partition's leader.
+    /// Sends every pending ack to its partition's leader, trying for up to
+    /// `operation_timeout`. Acks that could not be sent stay pending (the next poll
+    /// sends them), and the first error says why.
     pub async fn flush(&mut self) -> Result<()> {
+        self.send_acks(Instant::now() + self.client.config().operation_timeout).await
+    }
+
+    /// Sends the pending acks until `deadline`. Those that failed with a retriable error
+    /// or were cut at the deadline are kept for the next try (an ack applied twice is
+    /// harmless); others are dropped (their leases expire). Returns the first error.
+    async fn send_acks(&mut self, deadline: Instant) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         let sends = pending.into_iter().map(|((topic, partition), acks)| {
             let req = v1::ShareAckRequest {
@@ -248,17 +307,29 @@ impl SharedConsumer {
             };
             let client = self.client.clone();
             async move {
-                partition_call(&client, &topic, partition, "acknowledging records", |mut c| {
-                    let req = req.clone();
-                    async move { c.share_ack(req).await }
+                let sent = until(deadline, "acknowledging records", async {
+                    partition_call(&client, &topic, partition, "acknowledging records", |mut c| {
+                        let req = req.clone();
+                        async move { c.share_ack(req).await }
+                    })
+                    .await
                 })
-                .await
+                .await;
+                ((topic, partition), req.acks, sent)
             }
         });
-        for r in join_all(sends.collect::<Vec<_>>()).await {
-            r?;
+        let mut first_err = None;
+        for (key, acks, sent) in join_all(sends.collect::<Vec<_>>()).await {
+            let Err(e) = sent else { continue };
+            if e.is_retriable() {
+                tracing::debug!(topic = %key.0, partition = key.1, error = %e, "acks unsent; kept for the next poll");
+                self.pending.entry(key).or_default().extend(acks);
+            } else {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "acks refused; their leases expire");
+            }
+            first_err.get_or_insert(e);
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     async fn share_fetch(
@@ -283,28 +354,26 @@ impl SharedConsumer {
         .await
     }
 
-    async fn rejoin(&mut self) -> Result<()> {
-        let c = &self.config;
-        let (membership, _) = member::join(&self.admin, &c.group, &c.topics, &c.client_id, true, true).await?;
-        self.membership = membership;
-        self.start_heartbeat();
-        Ok(())
-    }
-
     /// Settles what is still open (acknowledged with auto-commit, else released so
-    /// others get it at once), sends it, and leaves the group.
+    /// others get it at once), sends it, and leaves the group. Best effort within the
+    /// session timeout (the leave gets at least a heartbeat interval more): what did not
+    /// make it by then is covered by lease expiry and the server's session expiry.
     pub async fn close(mut self) -> Result<()> {
         self.closed = true;
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
+        self.joining = None;
+        let m = self.membership.clone();
+        let deadline = Instant::now() + m.session_timeout;
         let kind = if self.config.auto_commit { AckKind::Accept } else { AckKind::Release };
         self.settle_all(kind);
-        let flushed = self.flush().await;
+        let flushed = self.send_acks(deadline).await;
         if let Some(p) = &self.producer {
-            p.close().await;
+            let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), p.close()).await;
         }
-        member::leave(&self.admin, &self.membership).await?;
+        let leave_by = deadline.max(Instant::now() + m.heartbeat_interval);
+        until(leave_by, "leaving the group", member::leave(&self.admin, &m)).await?;
         flushed
     }
 
@@ -331,6 +400,15 @@ impl Drop for SharedConsumer {
                 let _ = member::leave(&admin, &membership).await;
             });
         }
+    }
+}
+
+/// `fut`, or a Timeout error (retriable) if it has not finished by `deadline`.
+async fn until<T>(deadline: Instant, what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let started = Instant::now();
+    match tokio::time::timeout(deadline.saturating_duration_since(started), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::timeout(format!("{what} (cut at its deadline)"), started.elapsed(), None)),
     }
 }
 
