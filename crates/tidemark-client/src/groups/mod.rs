@@ -9,7 +9,8 @@ mod route;
 mod shared;
 
 pub use admin::{
-    GroupDescription, GroupListing, GroupMemberDescription, GroupMode, GroupPartitionDescription, GroupSettings,
+    ExpiredAction, GroupDescription, GroupListing, GroupMemberDescription, GroupMode, GroupPartitionDescription,
+    GroupSettings,
 };
 pub use consumer::{GroupConsumer, GroupConsumerConfig};
 pub use shared::{SharedConsumer, SharedRecord, DLQ_ATTEMPTS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC};
