@@ -164,6 +164,12 @@ pub(crate) fn settings_from_wire(c: Option<v1::GroupConfig>) -> GroupSettings {
 impl Admin {
     /// Creates a group reading `topics` (members may add topics when they join).
     pub async fn create_group(&self, name: &str, topics: &[String], settings: &GroupSettings) -> Result<()> {
+        if settings.max_in_flight == Some(0) {
+            // On the wire 0 means "the default", so a 0 asked for here must not pass silently.
+            return Err(ClientError::InvalidArgument(
+                "max in-flight must be at least 1 unsettled lease per member and partition".into(),
+            ));
+        }
         let req = v1::CreateGroupRequest {
             name: name.to_string(),
             topics: topics.to_vec(),
