@@ -35,6 +35,9 @@ impl Broker {
         if config.retention_ms < 0 {
             return Err(BrokerError::InvalidRequest("retention_ms must be 0 (forever) or positive".into()));
         }
+        if config.record_ttl_ms < 0 {
+            return Err(BrokerError::InvalidRequest("record_ttl_ms must be 0 (no TTL) or positive".into()));
+        }
         let live = self.live_nodes_for(rf).await?;
         if rf == 0 || rf as usize > live.len() {
             let reason = if rf == 0 { "it must be at least 1" } else { "it cannot exceed the live nodes" };

@@ -24,6 +24,9 @@ pub struct TopicConfig {
     pub retention_ms: i64,
     /// 0: no size limit.
     pub retention_bytes: u64,
+    /// Shared groups on this topic do not deliver records older than this (0: no limit);
+    /// see `groups::shared` for how it combines with the group's and the record's TTL.
+    pub record_ttl_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tidemark_raft::{Command, CommandResponse, StateMachineLogic};
-use tidemark_types::{BatchHeader, Offset, TimestampMs};
+use tidemark_types::{record_ttl_deadlines, BatchHeader, Offset, TimestampMs};
 
 use crate::groups::offsets::{apply_commit, is_commit, CommittedOffset};
 use crate::groups::shared::{apply_share, is_share, SharedCursor};
@@ -79,11 +79,17 @@ pub struct PartitionState {
     pub committed: BTreeMap<u64, CommittedOffset>,
     /// Shared-group delivery state, by group id (see `groups::shared`).
     pub shared: BTreeMap<u64, SharedCursor>,
+    /// Expiry time (ms) of each record that carries a `tidemark-ttl-ms` header, read from
+    /// the batch when it is applied (the batch itself stays in the log). Only such records
+    /// are here; they are needed for as long as the record is retained, since a shared
+    /// group created later starts at the log start, so retention is what must trim this.
+    pub record_deadlines: BTreeMap<Offset, i64>,
 }
 
 impl PartitionState {
     /// Judges an idempotent batch against the producer table, then indexes it.
-    fn append(&mut self, log_index: u64, h: &BatchHeader, len: usize) -> AppendResult {
+    fn append(&mut self, log_index: u64, h: &BatchHeader, batch: &[u8]) -> AppendResult {
+        let len = batch.len();
         let id = (h.producer_id >= 0).then_some(BatchId {
             producer_id: h.producer_id,
             epoch: h.producer_epoch,
@@ -117,6 +123,10 @@ impl PartitionState {
         });
         if let Some(id) = &id {
             self.producers.record(id, base_offset);
+        }
+        // The leader validated the batch, so this cannot fail; were it to, identically.
+        for (i, deadline) in record_ttl_deadlines(batch).unwrap_or_default() {
+            self.record_deadlines.insert(base_offset + i as u64, deadline);
         }
         AppendResult::Appended { base_offset, last_offset: self.next_offset - 1 }
     }
@@ -187,12 +197,12 @@ impl StateMachineLogic for PartitionLogic {
         if is_share(command) {
             return apply_share(&mut self.0.state.write().unwrap_or_else(|e| e.into_inner()), command);
         }
-        let result = match batch_of(command).map(|b| (BatchHeader::read(&b), b.len())) {
-            Some((Ok(h), len)) => {
+        let result = match batch_of(command).map(|b| (BatchHeader::read(&b), b)) {
+            Some((Ok(h), batch)) => {
                 let mut st = self.0.state.write().unwrap_or_else(|e| e.into_inner());
                 let (now_ms, expiry_ms) = append_clock(command);
                 st.producers.advance_clock(now_ms, expiry_ms);
-                st.append(index, &h, len)
+                st.append(index, &h, &batch)
             }
             // The leader validated the batch; a command that still cannot be read is
             // skipped identically on every replica.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use tidemark_client::{GroupDescription, GroupMode, GroupSettings, StartPosition};
+use tidemark_client::{ExpiredAction, GroupDescription, GroupMode, GroupSettings, StartPosition};
 
 use crate::common::{print_json, print_table, ClientArgs, Format};
 
@@ -21,7 +21,12 @@ pub enum GroupCommand {
         Consuming with --group creates a missing group with defaults, so this command is only\n\
         needed for non-default settings, e.g.:\n  \
         tidemark group create jobs --topic tasks --mode shared --lock-ms 10000 --max-attempts 3 \\\n    \
-        --dead-letter-topic tasks-dlq")]
+        --dead-letter-topic tasks-dlq\n  \
+        tidemark group create alerts --topic alerts --mode shared --ttl-ms 60000 --expired drop\n\n\
+        TTL (shared mode): a record not delivered in time is dropped or dead-lettered (reason\n\
+        `expired`), as --expired says. Three TTLs apply and the shortest wins: the group's\n\
+        --ttl-ms and the topic's --record-ttl-ms (both from the record batch's newest timestamp)\n\
+        and the record's own `tidemark-ttl-ms` header (ms after the record's timestamp).")]
     Create(CreateArgs),
     /// List the consumer groups.
     #[command(after_help = "Examples:\n  tidemark group list\n  tidemark group list --format json")]
@@ -32,8 +37,10 @@ pub enum GroupCommand {
         tidemark group describe billing --format json\n\n\
         LAG is the records written but not yet committed by the group. An owner shown as\n\
         `a -> b` is being handed over: a commits its progress, then b takes over. For a\n\
-        shared group: SETTLED-BELOW (every record below is acknowledged or dead-lettered),\n\
-        IN-FLIGHT (leased to members now) and LAG (records not yet settled).")]
+        shared group: SETTLED-BELOW (every record below is acknowledged, dead-lettered or\n\
+        expired), IN-FLIGHT (leased to members now), EXPIRED (records past their TTL, dropped\n\
+        or dead-lettered), DEAD-LETTERED (moved to the dead-letter topic, any reason) and LAG\n\
+        (records not yet settled).")]
     Describe(DescribeArgs),
     /// Move a group's committed offsets to replay (or skip) records.
     #[command(after_help = "Examples:\n  \
@@ -59,6 +66,16 @@ pub enum ModeArg {
     /// Any member takes any record: leased for --lock-ms, acknowledged, redelivered when
     /// released or when its member dies, dead-lettered after --max-attempts.
     Shared,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExpiredArg {
+    /// Settle it without delivering it; `group describe` counts it under EXPIRED.
+    Drop,
+    /// Write it to the dead-letter topic with tidemark-dlq-reason `expired` (nothing is
+    /// lost silently, hence the default).
+    #[default]
+    DeadLetter,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,9 +108,16 @@ pub struct CreateArgs {
     /// carries tidemark-dlq-reason, -attempts, -topic, -partition and -offset headers.
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
-    /// Shared mode: records older than this are not delivered (0: no limit).
+    /// Shared mode: records older than this are not delivered (0: no limit); see --expired.
     #[arg(long)]
     pub ttl_ms: Option<u64>,
+    /// Shared mode: what happens to a record past its TTL (group, topic or record header).
+    #[arg(long, value_enum, default_value_t)]
+    pub expired: ExpiredArg,
+    /// Shared mode: unsettled leases one member may hold in one partition; a member at
+    /// the limit gets no new records from it until it settles some [default: 500].
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -178,6 +202,11 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         dead_letter_topic: a.dead_letter_topic,
         ttl: ms(a.ttl_ms),
         rebalance_timeout: ms(a.rebalance_timeout_ms),
+        expired: Some(match a.expired {
+            ExpiredArg::Drop => ExpiredAction::Drop,
+            ExpiredArg::DeadLetter => ExpiredAction::DeadLetter,
+        }),
+        max_in_flight: a.max_in_flight,
     };
     let admin = a.client.client()?.admin();
     admin.create_group(&a.name, &a.topic, &settings).await.with_context(|| format!("creating group {}", a.name))?;
@@ -252,6 +281,10 @@ struct PartitionJson<'a> {
     lag: Option<u64>,
     /// Shared groups: records leased to members now.
     in_flight: Option<u32>,
+    /// Shared groups: records past their TTL (dropped or dead-lettered).
+    expired: Option<u64>,
+    /// Shared groups: records moved to the dead-letter topic.
+    dead_lettered: Option<u64>,
 }
 
 fn describe_json(d: &GroupDescription) -> DescribeJson<'_> {
@@ -286,6 +319,8 @@ fn describe_json(d: &GroupDescription) -> DescribeJson<'_> {
                 log_end_offset: p.log_end_offset,
                 lag: p.lag,
                 in_flight: p.in_flight,
+                expired: p.expired,
+                dead_lettered: p.dead_lettered,
             })
             .collect(),
     }
@@ -317,7 +352,7 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
             let opt = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
             let mut row = vec![p.topic.clone(), p.partition.to_string()];
             if d.settings.mode == GroupMode::Shared {
-                row.extend([opt(p.committed), opt(p.in_flight.map(u64::from))]);
+                row.extend([opt(p.committed), opt(p.in_flight.map(u64::from)), opt(p.expired), opt(p.dead_lettered)]);
             } else {
                 row.extend([owner, opt(p.committed)]);
             }
@@ -326,7 +361,9 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
         })
         .collect();
     let header: &[&str] = match d.settings.mode {
-        GroupMode::Shared => &["TOPIC", "PARTITION", "SETTLED-BELOW", "IN-FLIGHT", "LOG-END", "LAG"],
+        GroupMode::Shared => {
+            &["TOPIC", "PARTITION", "SETTLED-BELOW", "IN-FLIGHT", "EXPIRED", "DEAD-LETTERED", "LOG-END", "LAG"]
+        }
         GroupMode::Partitioned => &["TOPIC", "PARTITION", "OWNER", "COMMITTED", "LOG-END", "LAG"],
     };
     print_table(header, &rows)

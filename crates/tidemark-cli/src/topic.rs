@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use serde::Serialize;
-use tidemark_client::{Admin, TopicDescription};
+use std::time::Duration;
+
+use tidemark_client::{Admin, TopicDescription, TopicSettings};
 
 use crate::common::{id_list, print_json, print_table, ClientArgs, Format};
 
@@ -11,7 +13,8 @@ pub enum TopicCommand {
     /// Create a topic with P partitions, each replicated on R nodes.
     #[command(after_help = "Examples:\n  \
         tidemark topic create orders --partitions 3 --replication-factor 3\n  \
-        tidemark topic create audit --partitions 1 --retention-ms 604800000   # keep 7 days\n\n\
+        tidemark topic create audit --partitions 1 --retention-ms 604800000   # keep 7 days\n  \
+        tidemark topic create alerts --record-ttl-ms 60000   # shared groups: deliver within 1 min\n\n\
         Returns once every partition has elected a leader, so you can produce right away.")]
     Create(CreateArgs),
     /// List the topics, one name per line.
@@ -22,7 +25,7 @@ pub enum TopicCommand {
         tidemark topic describe orders\n  \
         tidemark topic describe orders --format json\n\n\
         JSON: {\"name\":..,\"partitions\":[{\"partition\":0,\"leader\":1,\"replicas\":[1,2,3],\
-        \"log_start_offset\":0,\"log_end_offset\":N}]}\n\
+        \"log_start_offset\":0,\"log_end_offset\":N}],\"record_ttl_ms\":0}\n\
         A leader of 0 means the partition is electing one right now.")]
     Describe(DescribeArgs),
     /// Delete a topic and all its records.
@@ -46,6 +49,11 @@ pub struct CreateArgs {
     /// Delete the oldest records when a partition holds more than this many bytes (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub retention_bytes: u64,
+    /// Shared groups do not deliver records older than this many milliseconds (0: no TTL);
+    /// each group drops or dead-letters them (`group create --expired`). A group's --ttl-ms
+    /// and a record's `tidemark-ttl-ms` header apply too: the shortest wins.
+    #[arg(long, default_value_t = 0)]
+    pub record_ttl_ms: u64,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     #[command(flatten)]
@@ -93,8 +101,13 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         Some(rf) => rf,
         None => default_replication_factor(&admin).await?,
     };
+    let settings = TopicSettings {
+        retention_ms: a.retention_ms,
+        retention_bytes: a.retention_bytes,
+        record_ttl: (a.record_ttl_ms > 0).then(|| Duration::from_millis(a.record_ttl_ms)),
+    };
     let d = admin
-        .create_topic(&a.name, a.partitions, rf, a.retention_ms, a.retention_bytes)
+        .create_topic_with(&a.name, a.partitions, rf, settings)
         .await
         .with_context(|| format!("could not create topic {:?}", a.name))?;
     match a.format {
@@ -147,8 +160,12 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
                 (0, b) => format!("{b} bytes per partition"),
                 (ms, b) => format!("{ms} ms or {b} bytes per partition"),
             };
+            let ttl = match d.record_ttl_ms {
+                0 => String::new(),
+                ms => format!(", record TTL {ms} ms"),
+            };
             println!(
-                "Topic {:?}: {} partition(s), replication factor {}, retention {}.",
+                "Topic {:?}: {} partition(s), replication factor {}, retention {}{ttl}.",
                 d.name,
                 d.partitions.len(),
                 d.replication_factor,
@@ -193,6 +210,8 @@ fn print_partitions(d: &TopicDescription) -> anyhow::Result<()> {
 struct DescribeJson<'a> {
     name: &'a str,
     partitions: Vec<PartitionJson<'a>>,
+    /// Shared groups do not deliver records older than this (0: no topic TTL).
+    record_ttl_ms: i64,
 }
 
 #[derive(Serialize)]
@@ -218,7 +237,7 @@ impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
                 log_end_offset: p.log_end_offset,
             })
             .collect();
-        DescribeJson { name: &d.name, partitions }
+        DescribeJson { name: &d.name, partitions, record_ttl_ms: d.record_ttl_ms }
     }
 }
 
@@ -241,11 +260,12 @@ mod tests {
             replication_factor: 3,
             retention_ms: 0,
             retention_bytes: 0,
+            record_ttl_ms: 60_000,
         };
         let json = serde_json::to_string(&DescribeJson::from(&d)).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42}]}"#
+            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42}],"record_ttl_ms":60000}"#
         );
     }
 }

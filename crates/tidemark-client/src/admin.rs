@@ -31,6 +31,22 @@ pub struct TopicDescription {
     pub retention_ms: i64,
     /// 0: no size limit.
     pub retention_bytes: u64,
+    /// Shared groups do not deliver records older than this (0: no topic TTL).
+    pub record_ttl_ms: i64,
+}
+
+/// A new topic's settings beyond its size. The default keeps records forever, without
+/// a size limit or a record TTL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// 0: keep forever.
+    pub retention_ms: i64,
+    /// 0: no size limit.
+    pub retention_bytes: u64,
+    /// Shared groups on the topic drop or dead-letter (as each group says) records not
+    /// delivered within this long of their timestamp. A group's own TTL and a record's
+    /// `tidemark-ttl-ms` header apply too; the shortest wins.
+    pub record_ttl: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +99,18 @@ impl Admin {
         retention_ms: i64,
         retention_bytes: u64,
     ) -> Result<TopicDescription> {
+        let settings = TopicSettings { retention_ms, retention_bytes, record_ttl: None };
+        self.create_topic_with(name, partitions, replication_factor, settings).await
+    }
+
+    /// [`Admin::create_topic`] with every topic setting, the record TTL included.
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        settings: TopicSettings,
+    ) -> Result<TopicDescription> {
         check_name(name)?;
         if partitions == 0 || replication_factor == 0 {
             return Err(ClientError::InvalidArgument(
@@ -93,7 +121,11 @@ impl Admin {
             name: name.to_string(),
             partitions,
             replication_factor,
-            config: Some(v1::TopicConfig { retention_ms, retention_bytes }),
+            config: Some(v1::TopicConfig {
+                retention_ms: settings.retention_ms,
+                retention_bytes: settings.retention_bytes,
+                record_ttl_ms: settings.record_ttl.map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64),
+            }),
         };
         let res = self
             .call(&format!("create topic {name}"), |mut c| {
@@ -286,5 +318,6 @@ fn description(d: v1::TopicDescription) -> TopicDescription {
         replication_factor: d.replication_factor,
         retention_ms: config.retention_ms,
         retention_bytes: config.retention_bytes,
+        record_ttl_ms: config.record_ttl_ms,
     }
 }

@@ -34,19 +34,19 @@ mod groups;
 mod metadata;
 mod producer;
 
-pub use admin::{Admin, ClusterStatus, NodeStatus, PartitionDescription, TopicDescription};
+pub use admin::{Admin, ClusterStatus, NodeStatus, PartitionDescription, TopicDescription, TopicSettings};
 pub use backoff::Backoff;
 pub use client::Client;
 pub use config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition, DEFAULT_MAX_BATCH_BYTES};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
 pub use groups::{
-    GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing, GroupMemberDescription, GroupMode,
-    GroupPartitionDescription, GroupSettings, SharedConsumer, SharedRecord, DLQ_ATTEMPTS, DLQ_OFFSET, DLQ_PARTITION,
-    DLQ_REASON, DLQ_TOPIC,
+    ExpiredAction, GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing, GroupMemberDescription,
+    GroupMode, GroupPartitionDescription, GroupSettings, SharedConsumer, SharedRecord, DLQ_ATTEMPTS, DLQ_OFFSET,
+    DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC,
 };
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
-pub use tidemark_types::{ErrorCode, Header, NodeId, PartitionId, Record};
+pub use tidemark_types::{ErrorCode, Header, NodeId, PartitionId, Record, TTL_HEADER};
 
 impl Admin {
     /// An admin with its own [`Client`]; use [`Client::admin`] to share connections.

@@ -23,7 +23,11 @@ impl Admin for AdminApi {
     ) -> Result<Response<CreateTopicResponse>, Status> {
         let req = request.into_inner();
         let cfg = req.config.unwrap_or_default();
-        let config = TopicConfig { retention_ms: cfg.retention_ms, retention_bytes: cfg.retention_bytes };
+        let config = TopicConfig {
+            retention_ms: cfg.retention_ms,
+            retention_bytes: cfg.retention_bytes,
+            record_ttl_ms: cfg.record_ttl_ms,
+        };
         let t = self
             .broker
             .create_topic(&req.name, req.partitions, req.replication_factor, config)

@@ -39,6 +39,7 @@ impl Describer {
             config: Some(TopicConfig {
                 retention_ms: t.config.retention_ms,
                 retention_bytes: t.config.retention_bytes,
+                record_ttl_ms: t.config.record_ttl_ms,
             }),
         }
     }

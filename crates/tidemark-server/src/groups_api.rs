@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidemark_broker::groups::ops::GroupPartition;
-use tidemark_broker::groups::shared::Settle;
+use tidemark_broker::groups::shared::{DeadReason, Settle};
+use tidemark_broker::groups::ExpiredAction;
 use tidemark_broker::{Broker, GroupConfig, GroupMeta, GroupMode, MemberPartition};
 use tidemark_proto::v1::groups_server::Groups;
 use tidemark_proto::v1::{self as pb, *};
@@ -34,6 +35,11 @@ pub fn config_from_wire(c: Option<pb::GroupConfig>) -> GroupConfig {
         redelivery_backoff_ms: c.redelivery_backoff_ms,
         dead_letter_topic: Some(c.dead_letter_topic).filter(|t| !t.is_empty()),
         ttl_ms: c.ttl_ms,
+        expired: match pb::ExpiredAction::try_from(c.expired) {
+            Ok(pb::ExpiredAction::Drop) => ExpiredAction::Drop,
+            _ => ExpiredAction::DeadLetter,
+        },
+        max_in_flight: or(c.max_in_flight, d.max_in_flight),
         rebalance_timeout_ms: or(c.rebalance_timeout_ms, d.rebalance_timeout_ms),
     }
 }
@@ -56,7 +62,21 @@ fn config_to_wire(c: &GroupConfig) -> pb::GroupConfig {
         dead_letter_topic: c.dead_letter_topic.clone().unwrap_or_default(),
         ttl_ms: c.ttl_ms,
         rebalance_timeout_ms: c.rebalance_timeout_ms,
+        expired: match c.expired {
+            ExpiredAction::Drop => pb::ExpiredAction::Drop as i32,
+            ExpiredAction::DeadLetter => pb::ExpiredAction::DeadLetter as i32,
+        },
+        max_in_flight: c.max_in_flight,
     }
+}
+
+fn dead_reason_to_wire(r: Option<DeadReason>) -> i32 {
+    (match r {
+        None => pb::DeadLetterReason::None,
+        Some(DeadReason::MaxAttempts) => pb::DeadLetterReason::MaxAttempts,
+        Some(DeadReason::Rejected) => pb::DeadLetterReason::Rejected,
+        Some(DeadReason::Expired) => pb::DeadLetterReason::Expired,
+    }) as i32
 }
 
 fn describe(g: &GroupMeta) -> GroupDescription {
@@ -212,6 +232,8 @@ impl Groups for GroupsApi {
             log_end_offset: pos.log_end_offset,
             shared_settled_below: pos.shared_settled_below,
             shared_leased: pos.shared_leased,
+            shared_expired: pos.shared_expired,
+            shared_dead_lettered: pos.shared_dead_lettered,
         }))
     }
 
@@ -228,7 +250,12 @@ impl Groups for GroupsApi {
             leased: f
                 .leased
                 .into_iter()
-                .map(|l| LeasedRecord { offset: l.offset, delivery_count: l.attempts, dead_letter: l.dead_letter })
+                .map(|l| LeasedRecord {
+                    offset: l.offset,
+                    delivery_count: l.attempts,
+                    dead_letter: l.dead_letter.is_some(),
+                    dead_letter_reason: dead_reason_to_wire(l.dead_letter),
+                })
                 .collect(),
             log_end_offset: f.log_end_offset,
         }))

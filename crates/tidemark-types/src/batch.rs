@@ -185,6 +185,44 @@ pub fn decode_records(bytes: &Bytes) -> Result<Vec<Record>, BatchError> {
     Ok(out)
 }
 
+/// The record header that gives one record a time to live: ASCII decimal milliseconds
+/// after the record's own timestamp. Shared groups do not deliver the record after that
+/// (they drop or dead-letter it, as the group says).
+pub const TTL_HEADER: &str = "tidemark-ttl-ms";
+
+/// `(record index, expiry time in ms)` of every record carrying a valid [`TTL_HEADER`]
+/// (a positive decimal integer; anything else is ignored, as an unknown header is).
+/// Walks the records without copying them; nothing is allocated for a batch without one.
+pub fn record_ttl_deadlines(bytes: &[u8]) -> Result<Vec<(u32, TimestampMs)>, BatchError> {
+    let header = BatchHeader::read(bytes)?;
+    let mut out = Vec::new();
+    let mut r = Reader { buf: bytes, pos: HEADER_LEN };
+    let mut index = 0u32;
+    while r.pos < bytes.len() {
+        let ts = header.first_timestamp.saturating_add(r.u32()? as i32 as i64);
+        let key_len = match r.u32()? as i32 {
+            -1 => 0,
+            n if n < 0 => return Err(r.malformed("negative key length")),
+            n => n as usize,
+        };
+        r.take(key_len)?;
+        let value_len = r.u32()? as usize;
+        r.take(value_len)?;
+        for _ in 0..r.u16()? {
+            let k = r.u16()? as usize;
+            let is_ttl = r.take(k)? == TTL_HEADER.as_bytes();
+            let v = r.u32()? as usize;
+            let value = r.take(v)?;
+            let ttl = is_ttl.then(|| std::str::from_utf8(value).ok()?.parse::<i64>().ok()).flatten();
+            if let Some(ttl) = ttl.filter(|t| *t > 0) {
+                out.push((index, ts.saturating_add(ttl)));
+            }
+        }
+        index += 1;
+    }
+    Ok(out)
+}
+
 /// Accumulates records and encodes them once into a batch.
 #[derive(Debug, Default, Clone)]
 pub struct RecordBatchBuilder {
@@ -426,5 +464,17 @@ mod tests {
             let _ = BatchHeader::validate(&v, &limits);
             let _ = decode_records(&Bytes::from(v));
         }
+    }
+
+    #[test]
+    fn ttl_headers_give_deadlines_from_the_record_timestamp() {
+        let mut b = RecordBatchBuilder::new();
+        let ttl = |v: &str| vec![Header { key: TTL_HEADER.into(), value: Bytes::from(v.to_string()) }];
+        b.push(Record { timestamp_ms: 1_000, headers: ttl("500"), ..Default::default() });
+        b.push(Record { timestamp_ms: 1_200, ..Default::default() });
+        b.push(Record { timestamp_ms: 1_300, headers: ttl("soon"), ..Default::default() });
+        b.push(Record { timestamp_ms: 1_400, headers: ttl("0"), ..Default::default() });
+        b.push(Record { timestamp_ms: 1_500, headers: ttl("20"), ..Default::default() });
+        assert_eq!(record_ttl_deadlines(&b.build(None)).unwrap(), vec![(0, 1_500), (4, 1_520)]);
     }
 }

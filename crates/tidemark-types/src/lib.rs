@@ -8,7 +8,8 @@ pub mod names;
 pub mod partitioner;
 
 pub use batch::{
-    decode_records, restamp, seq_add, BatchError, BatchHeader, BatchLimits, Header, Record, RecordBatchBuilder,
+    decode_records, record_ttl_deadlines, restamp, seq_add, BatchError, BatchHeader, BatchLimits, Header, Record,
+    RecordBatchBuilder, TTL_HEADER,
 };
 pub use error::ErrorCode;
 pub use names::{NameError, TopicName};

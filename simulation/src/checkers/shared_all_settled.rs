@@ -1,5 +1,8 @@
 //! In a shared group every acknowledged record of its topic ends settled: after heal and
 //! a drain period, some member acknowledged it, or it is in the group's dead-letter topic.
+//! That covers records past the group's TTL: the simulated shared groups keep the default
+//! expired action (dead-letter), so an expired record is settled only once it is in the
+//! dead-letter topic; a record silently dropped would be reported as lost.
 //!
 //! Why it matters: a shared group leases records to members that may die, release or
 //! reject them; lease expiry, redelivery and dead-lettering are what keep a record from

@@ -25,6 +25,8 @@ use super::{BoxFuture, Workload, WorkloadCtx};
 pub const LEAVE_CHANCE: f64 = 0.02;
 /// How long a poll, join or close may take before the member is given up on.
 pub const CALL_BOUND: Duration = Duration::from_secs(30);
+/// A shared group's record TTL (see [`settings`]).
+pub const SHARED_TTL: Duration = Duration::from_secs(8);
 /// After stop, the longest a group drains; what it has not processed by then is lost.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(45);
 
@@ -45,6 +47,9 @@ impl GroupSpec {
 
 /// Short timeouts, so a killed member's partitions move (and its leases expire) well
 /// within the run; the heartbeat stays a third of the session as the server requires.
+/// A shared group also has a TTL a few lock durations long: records held up by faults
+/// expire and take the dead-letter path (the default expired action), so expiry runs
+/// under the nemesis and `shared-all-settled` must find them in the dead-letter topic.
 fn settings(shared: Option<String>) -> GroupSettings {
     GroupSettings {
         mode: if shared.is_some() { GroupMode::Shared } else { GroupMode::Partitioned },
@@ -54,6 +59,7 @@ fn settings(shared: Option<String>) -> GroupSettings {
         lock_duration: Some(Duration::from_secs(2)),
         max_delivery_attempts: Some(3),
         redelivery_backoff: Some(Duration::from_millis(100)),
+        ttl: shared.is_some().then_some(SHARED_TTL),
         dead_letter_topic: shared,
         ..GroupSettings::default()
     }

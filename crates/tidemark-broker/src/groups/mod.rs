@@ -39,6 +39,19 @@ pub enum GroupMode {
     Shared,
 }
 
+/// What a shared group does with a record whose TTL (group, topic or record header)
+/// passed before it could be delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpiredAction {
+    /// Settle it silently; `group describe` counts it as expired.
+    Drop,
+    /// Lease it once as a dead letter (reason `expired`): the default, because an
+    /// expired record then stays inspectable and replayable instead of vanishing, and a
+    /// group that wants it gone can still say `drop`.
+    #[default]
+    DeadLetter,
+}
+
 /// Per-group settings. The shared-mode settings are stored and validated now so shared
 /// consumption can use them without a format change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,8 +71,16 @@ pub struct GroupConfig {
     /// Shared mode: where records go after `max_delivery_attempts` or a reject (none: the
     /// SDK uses `<topic>.<group>.dlq`, creating it on first use).
     pub dead_letter_topic: Option<String>,
-    /// Shared mode: records older than this are not delivered (0: no limit).
+    /// Shared mode: records older than this are not delivered (0: no limit). The topic's
+    /// `record_ttl_ms` and a record's `tidemark-ttl-ms` header apply too: the shortest wins.
     pub ttl_ms: i64,
+    /// Shared mode: what happens to a record whose TTL passed before delivery.
+    pub expired: ExpiredAction,
+    /// Shared mode: at most this many unsettled leases per member in one partition; a
+    /// member at the limit gets nothing new from that partition until it settles some.
+    /// Per partition because each partition leases on its own (like Kafka's per
+    /// share-partition record-lock limit); it bounds what a slow member can hoard.
+    pub max_in_flight: u32,
     /// How long a live owner may take to commit and release a revoking partition. After
     /// that the partition moves anyway (the owner is fenced), so a member whose
     /// application stopped polling cannot hold a handover up forever.
@@ -77,10 +98,18 @@ impl Default for GroupConfig {
             redelivery_backoff_ms: 0,
             dead_letter_topic: None,
             ttl_ms: 0,
+            expired: ExpiredAction::DeadLetter,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             rebalance_timeout_ms: 30_000,
         }
     }
 }
+
+/// Default per-member, per-partition lease limit of shared groups: enough to keep a
+/// member busy across a few polls, small enough that one member cannot hold a backlog.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 500;
+/// Upper bound of `max_in_flight` (an acquire leases at most 10 000 records anyway).
+pub const MAX_MAX_IN_FLIGHT: u32 = 100_000;
 
 /// Bounds on the session timeout: below the minimum an election alone could expire
 /// every member; above the maximum a dead member holds its partitions too long.
@@ -118,6 +147,12 @@ impl GroupConfig {
         }
         if self.ttl_ms < 0 {
             return bad("ttl must be 0 (no limit) or positive".into());
+        }
+        if !(1..=MAX_MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return bad(format!(
+                "max in-flight {} is outside [1, {MAX_MAX_IN_FLIGHT}] unsettled leases per member and partition",
+                self.max_in_flight
+            ));
         }
         if let Some(d) = &self.dead_letter_topic {
             tidemark_types::TopicName::new(d.as_str())
@@ -218,6 +253,9 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("dead-letter"));
         assert!(GroupConfig { max_delivery_attempts: 0, ..Default::default() }.validate().is_err());
         assert!(GroupConfig { ttl_ms: -1, ..Default::default() }.validate().is_err());
+        let c = GroupConfig { max_in_flight: 0, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("max in-flight"));
+        assert!(GroupConfig { max_in_flight: MAX_MAX_IN_FLIGHT + 1, ..Default::default() }.validate().is_err());
         let c = GroupConfig { rebalance_timeout_ms: 1_500, ..Default::default() };
         assert!(c.validate().unwrap_err().to_string().contains("rebalance timeout"));
         assert!(validate_group_name("billing.v2").is_ok());

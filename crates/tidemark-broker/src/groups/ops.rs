@@ -32,6 +32,10 @@ pub struct GroupPosition {
     pub shared_settled_below: Offset,
     /// Shared groups: records under lease now.
     pub shared_leased: u32,
+    /// Shared groups: records found past their TTL (dropped or dead-lettered).
+    pub shared_expired: u64,
+    /// Shared groups: dead letters moved to the dead-letter topic.
+    pub shared_dead_lettered: u64,
 }
 
 /// One partition of a commit or committed-offset read.
@@ -198,6 +202,8 @@ impl Broker {
             log_end_offset: st.next_offset,
             shared_settled_below: cursor.map_or(st.log_start_offset, |c| c.start.max(st.log_start_offset)),
             shared_leased: leased,
+            shared_expired: cursor.map_or(0, |c| c.expired),
+            shared_dead_lettered: cursor.map_or(0, |c| c.dead_lettered),
         })
     }
 

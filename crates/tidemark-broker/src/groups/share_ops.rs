@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tidemark_types::{now_ms, Offset, PartitionId};
 
-use super::shared::{has_available, Leased, Settle, ShareCommand, ShareLimits, ShareResult};
+use super::shared::{has_available, shortest_ttl, Leased, Settle, ShareCommand, ShareLimits, ShareResult};
 use super::GroupMode;
 use crate::broker::{Broker, Replica};
 use crate::error::{BrokerError, Result};
@@ -39,14 +39,14 @@ impl Broker {
         max_wait: Duration,
     ) -> Result<SharedFetch> {
         let replica = self.read_replica(topic, partition).await?;
-        let (group_id, limits) = self.shared_group(group)?;
+        let (group_id, limits) = self.shared_group(group, topic)?;
         let what = format!("{topic}/{partition}");
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let seen = replica.shared.applied.version();
             let (available, end) = {
                 let st = replica.shared.read();
-                (has_available(&st, group_id, now_ms()), st.next_offset)
+                (has_available(&st, group_id, member, limits.max_in_flight, now_ms()), st.next_offset)
             };
             if available {
                 let cmd = ShareCommand::Acquire {
@@ -83,7 +83,7 @@ impl Broker {
         offsets: Vec<(Offset, Settle)>,
     ) -> Result<u32> {
         let replica = self.leader_replica(topic, partition)?;
-        let (group_id, limits) = self.shared_group(group)?;
+        let (group_id, limits) = self.shared_group(group, topic)?;
         let what = format!("{topic}/{partition}");
         let cmd = ShareCommand::Settle {
             group_id,
@@ -98,9 +98,11 @@ impl Broker {
         }
     }
 
-    /// The group's id and lease settings, from this node's metadata.
-    fn shared_group(&self, group: &str) -> Result<(u64, ShareLimits)> {
+    /// The group's id and its lease settings on `topic`, from this node's metadata. The
+    /// TTL is the shorter of the group's and the topic's (0 meaning none on either side).
+    fn shared_group(&self, group: &str, topic: &str) -> Result<(u64, ShareLimits)> {
         let state = self.meta.read();
+        let topic_ttl = state.topics.get(topic).map_or(0, |t| t.config.record_ttl_ms);
         let g = state.groups.get(group).ok_or_else(|| BrokerError::UnknownGroup { group: group.into() })?;
         if g.config.mode != GroupMode::Shared {
             return Err(BrokerError::InvalidRequest(format!(
@@ -111,8 +113,10 @@ impl Broker {
         let limits = ShareLimits {
             lock_ms: c.lock_ms,
             max_attempts: c.max_delivery_attempts,
-            ttl_ms: c.ttl_ms,
+            ttl_ms: shortest_ttl(c.ttl_ms, topic_ttl),
             backoff_ms: c.redelivery_backoff_ms,
+            expired: c.expired,
+            max_in_flight: c.max_in_flight,
         };
         Ok((g.id, limits))
     }

@@ -8,9 +8,16 @@
 //!  available ──acquire──▶ leased(member, until) ──ack──▶ done
 //!      ▲                     │ release / lease expired (after backoff)
 //!      └─────────────────────┘
-//!  delivered max_attempts times, or rejected ──▶ leased as a dead letter (the member
-//!  moves it to the dead-letter topic, then acks) ; older than ttl ──▶ done, undelivered
+//!  delivered max_attempts times, rejected, or past its TTL (expired action dead-letter)
+//!      ──▶ leased as a dead letter (the member moves it to the dead-letter topic, then
+//!          acks) ; past its TTL with expired action drop ──▶ done, undelivered
 //! ```
+//!
+//! TTL: a free record is expired when the group's or the topic's TTL (the shorter, from
+//! the newest timestamp of its batch) or its own `tidemark-ttl-ms` header (from its own
+//! timestamp) has passed on the lease clock: whichever deadline comes first wins, so the
+//! producer, the topic owner and the group owner can each shorten a record's life and
+//! none can lengthen what another set. A leased record is not expired under its member.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tidemark_raft::{Command, CommandResponse};
 use tidemark_types::Offset;
 
-use crate::partition::PartitionState;
+use super::ExpiredAction;
+use crate::partition::{IndexEntry, PartitionState};
 
 /// The first byte of a shared-consumption command (appends 1, commits 2).
 pub const TAG_SHARE: u8 = 3;
@@ -37,10 +45,36 @@ pub enum DeliveryState {
     Done,
 }
 
+/// Why a record is handed out as a dead letter (the SDK writes it as the
+/// `tidemark-dlq-reason` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeadReason {
+    MaxAttempts,
+    Rejected,
+    Expired,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
+    /// Real deliveries (dead-letter leases do not count): what the dead letter reports.
     pub attempts: u32,
     pub state: DeliveryState,
+    /// Set once the record is to be dead-lettered; it never goes back to normal delivery.
+    pub dead: Option<DeadReason>,
+}
+
+impl Delivery {
+    fn is_free(&self, now_ms: i64) -> bool {
+        match &self.state {
+            DeliveryState::Leased { until_ms, .. } => *until_ms <= now_ms,
+            DeliveryState::Available { after_ms } => *after_ms <= now_ms,
+            DeliveryState::Done => false,
+        }
+    }
+
+    fn leased_to(&self, member: &str, now_ms: i64) -> bool {
+        matches!(&self.state, DeliveryState::Leased { member: m, until_ms } if m == member && *until_ms > now_ms)
+    }
 }
 
 /// One group's shared cursor in one partition.
@@ -50,6 +84,10 @@ pub struct SharedCursor {
     pub start: Offset,
     /// Offsets at or above `start` that were delivered at least once.
     pub records: BTreeMap<Offset, Delivery>,
+    /// Records found past their TTL (dropped or dead-lettered), since the group began.
+    pub expired: u64,
+    /// Dead letters acknowledged (moved to the dead-letter topic), for any reason.
+    pub dead_lettered: u64,
 }
 
 /// The group settings an acquire applies (carried in the command, so a settings change
@@ -58,8 +96,12 @@ pub struct SharedCursor {
 pub struct ShareLimits {
     pub lock_ms: u32,
     pub max_attempts: u32,
+    /// The shorter of the group's and the topic's TTL (0: none).
     pub ttl_ms: i64,
     pub backoff_ms: u32,
+    pub expired: ExpiredAction,
+    /// Unsettled leases a member may hold in this partition.
+    pub max_in_flight: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,12 +118,13 @@ pub enum ShareCommand {
 }
 
 /// One leased record: its offset, how many times it has been delivered (this one
-/// included), and whether it is to be dead-lettered instead of processed.
+/// included; for a dead letter, the deliveries before it), and whether (and why) it is
+/// to be dead-lettered instead of processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leased {
     pub offset: Offset,
     pub attempts: u32,
-    pub dead_letter: bool,
+    pub dead_letter: Option<DeadReason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,19 +165,40 @@ pub fn apply_share(state: &mut PartitionState, command: &Command) -> CommandResp
     CommandResponse(Bytes::from(bincode::serialize(&result).expect("results always encode")))
 }
 
-/// Whether an acquire could lease anything now: lets the leader skip a Raft write when
-/// a long poll has nothing to hand out.
-pub fn has_available(state: &PartitionState, group_id: u64, now_ms: i64) -> bool {
+/// Whether an acquire by `member` could lease (or expire) anything now: lets the leader
+/// skip a Raft write when a long poll has nothing to hand out, or the member is at its
+/// in-flight limit.
+pub fn has_available(state: &PartitionState, group_id: u64, member: &str, max_in_flight: u32, now_ms: i64) -> bool {
     let start = state.shared.get(&group_id).map_or(0, |c| c.start).max(state.log_start_offset);
     let Some(cursor) = state.shared.get(&group_id) else { return start < state.next_offset };
-    (start..state.next_offset).any(|o| match cursor.records.get(&o) {
-        None => true,
-        Some(d) => match &d.state {
-            DeliveryState::Leased { until_ms, .. } => *until_ms <= now_ms,
-            DeliveryState::Available { after_ms } => *after_ms <= now_ms,
-            DeliveryState::Done => false,
-        },
-    })
+    if cursor.held_by(member, now_ms) >= max_in_flight as usize {
+        return false;
+    }
+    (start..state.next_offset).any(|o| cursor.records.get(&o).is_none_or(|d| d.is_free(now_ms)))
+}
+
+/// The TTL of a shared group on a topic: the shorter of the two, 0 meaning none.
+pub fn shortest_ttl(group_ttl_ms: i64, topic_ttl_ms: i64) -> i64 {
+    [group_ttl_ms, topic_ttl_ms].into_iter().filter(|t| *t > 0).min().unwrap_or(0)
+}
+
+/// When a record stops being deliverable: its TTL header's deadline, and the group or
+/// topic TTL counted from its batch's newest timestamp (batch granularity: the state
+/// keeps one timestamp per batch, and the newest never expires a record early).
+struct Expiry<'a> {
+    index: &'a [IndexEntry],
+    record_deadlines: &'a BTreeMap<Offset, i64>,
+    ttl_ms: i64,
+}
+
+impl Expiry<'_> {
+    fn expired(&self, o: Offset, now_ms: i64) -> bool {
+        if self.record_deadlines.get(&o).is_some_and(|d| *d < now_ms) {
+            return true;
+        }
+        let i = self.index.partition_point(|e| e.next_offset() <= o);
+        self.ttl_ms > 0 && self.index.get(i).is_some_and(|e| e.max_timestamp.saturating_add(self.ttl_ms) < now_ms)
+    }
 }
 
 fn acquire(
@@ -145,42 +209,42 @@ fn acquire(
     limits: ShareLimits,
     now_ms: i64,
 ) -> Vec<Leased> {
-    let PartitionState { log_start_offset, next_offset, index, shared, .. } = state;
-    let expired_before = (limits.ttl_ms > 0).then(|| now_ms.saturating_sub(limits.ttl_ms));
-    // TTL at batch granularity: the newest record of the batch decides.
-    let too_old = |o: Offset| {
-        let i = index.partition_point(|e| e.next_offset() <= o);
-        expired_before.is_some_and(|t| index.get(i).is_some_and(|e| e.max_timestamp < t))
-    };
+    let PartitionState { log_start_offset, next_offset, index, shared, record_deadlines, .. } = state;
+    let expiry = Expiry { index, record_deadlines, ttl_ms: limits.ttl_ms };
     let cursor = shared.entry(group_id).or_default();
     cursor.start = cursor.start.max(*log_start_offset);
+    let room = (max as usize).min((limits.max_in_flight as usize).saturating_sub(cursor.held_by(member, now_ms)));
     let mut out = Vec::new();
     for o in cursor.start..*next_offset {
-        if out.len() >= max as usize {
+        if out.len() >= room {
             break;
         }
-        let d = cursor
-            .records
-            .entry(o)
-            .or_insert(Delivery { attempts: 0, state: DeliveryState::Available { after_ms: 0 } });
-        let free = match &d.state {
-            DeliveryState::Leased { until_ms, .. } => *until_ms <= now_ms,
-            DeliveryState::Available { after_ms } => *after_ms <= now_ms,
-            DeliveryState::Done => false,
-        };
-        if !free {
+        let d = cursor.records.entry(o).or_insert(Delivery {
+            attempts: 0,
+            state: DeliveryState::Available { after_ms: 0 },
+            dead: None,
+        });
+        if !d.is_free(now_ms) {
             continue;
         }
-        if too_old(o) {
-            d.state = DeliveryState::Done;
-            continue;
+        if d.dead.is_none() && expiry.expired(o, now_ms) {
+            cursor.expired += 1;
+            match limits.expired {
+                ExpiredAction::Drop => {
+                    d.state = DeliveryState::Done;
+                    continue;
+                }
+                ExpiredAction::DeadLetter => d.dead = Some(DeadReason::Expired),
+            }
         }
-        let dead_letter = d.attempts >= limits.max_attempts;
-        if !dead_letter {
+        if d.dead.is_none() && d.attempts >= limits.max_attempts {
+            d.dead = Some(DeadReason::MaxAttempts);
+        }
+        if d.dead.is_none() {
             d.attempts += 1;
         }
         d.state = DeliveryState::Leased { member: member.to_string(), until_ms: now_ms + limits.lock_ms as i64 };
-        out.push(Leased { offset: o, attempts: d.attempts, dead_letter });
+        out.push(Leased { offset: o, attempts: d.attempts, dead_letter: d.dead });
     }
     cursor.compact();
     out
@@ -195,17 +259,25 @@ impl SharedCursor {
                 continue; // The lease expired and moved on: this member no longer decides.
             }
             d.state = match how {
-                Settle::Ack => DeliveryState::Done,
+                Settle::Ack => {
+                    self.dead_lettered += u64::from(d.dead.is_some());
+                    DeliveryState::Done
+                }
                 Settle::Release => DeliveryState::Available { after_ms: now_ms + backoff_ms as i64 },
-                // Unprocessable: offered once more, as a dead letter.
+                // Unprocessable: offered once more, as a dead letter, keeping its count.
                 Settle::Reject => {
-                    d.attempts = u32::MAX;
+                    d.dead.get_or_insert(DeadReason::Rejected);
                     DeliveryState::Available { after_ms: now_ms }
                 }
             };
             n += 1;
         }
         n
+    }
+
+    /// Unexpired leases `member` holds here.
+    fn held_by(&self, member: &str, now_ms: i64) -> usize {
+        self.records.values().filter(|d| d.leased_to(member, now_ms)).count()
     }
 
     /// Moves `start` past settled records so the map only holds the unsettled window.

@@ -21,6 +21,15 @@ pub enum GroupMode {
     Shared,
 }
 
+/// What a shared group does with a record whose TTL passed before it was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiredAction {
+    /// Settle it without delivering it (counted as expired by `describe_group`).
+    Drop,
+    /// Hand it out once as a dead letter with reason `expired` (the server's default).
+    DeadLetter,
+}
+
 /// A group's settings. `None` / zero fields take the server's defaults (session
 /// timeout 10 s, heartbeat every 1 s; shared mode: lock 30 s, 5 attempts).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,8 +41,13 @@ pub struct GroupSettings {
     pub max_delivery_attempts: Option<u32>,
     pub redelivery_backoff: Option<Duration>,
     pub dead_letter_topic: Option<String>,
-    /// Records older than this are not delivered (shared mode).
+    /// Records older than this are not delivered (shared mode). The topic's record TTL
+    /// and a record's `tidemark-ttl-ms` header apply too: the shortest wins.
     pub ttl: Option<Duration>,
+    /// What happens to records past their TTL (shared mode; default dead-letter).
+    pub expired: Option<ExpiredAction>,
+    /// Unsettled leases one member may hold in one partition (shared mode; default 500).
+    pub max_in_flight: Option<u32>,
     /// How long a member may take to commit and release a partition that moves away
     /// before it moves anyway (default 30 s).
     pub rebalance_timeout: Option<Duration>,
@@ -74,6 +88,10 @@ pub struct GroupPartitionDescription {
     pub lag: Option<u64>,
     /// Shared groups: records leased to members right now.
     pub in_flight: Option<u32>,
+    /// Shared groups: records found past their TTL (dropped or dead-lettered).
+    pub expired: Option<u64>,
+    /// Shared groups: records moved to the dead-letter topic (any reason).
+    pub dead_lettered: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +122,12 @@ pub(crate) fn settings_to_wire(s: &GroupSettings) -> v1::GroupConfig {
         dead_letter_topic: s.dead_letter_topic.clone().unwrap_or_default(),
         ttl_ms: s.ttl.map_or(0, |d| d.as_millis() as i64),
         rebalance_timeout_ms: ms(s.rebalance_timeout),
+        expired: match s.expired {
+            None => v1::ExpiredAction::Unspecified,
+            Some(ExpiredAction::Drop) => v1::ExpiredAction::Drop,
+            Some(ExpiredAction::DeadLetter) => v1::ExpiredAction::DeadLetter,
+        } as i32,
+        max_in_flight: s.max_in_flight.unwrap_or(0),
     }
 }
 
@@ -128,12 +152,24 @@ pub(crate) fn settings_from_wire(c: Option<v1::GroupConfig>) -> GroupSettings {
         dead_letter_topic: Some(c.dead_letter_topic).filter(|t| !t.is_empty()),
         ttl: (c.ttl_ms > 0).then(|| Duration::from_millis(c.ttl_ms as u64)),
         rebalance_timeout: d(c.rebalance_timeout_ms),
+        expired: match v1::ExpiredAction::try_from(c.expired) {
+            Ok(v1::ExpiredAction::Drop) => Some(ExpiredAction::Drop),
+            Ok(v1::ExpiredAction::DeadLetter) => Some(ExpiredAction::DeadLetter),
+            _ => None,
+        },
+        max_in_flight: (c.max_in_flight > 0).then_some(c.max_in_flight),
     }
 }
 
 impl Admin {
     /// Creates a group reading `topics` (members may add topics when they join).
     pub async fn create_group(&self, name: &str, topics: &[String], settings: &GroupSettings) -> Result<()> {
+        if settings.max_in_flight == Some(0) {
+            // On the wire 0 means "the default", so a 0 asked for here must not pass silently.
+            return Err(ClientError::InvalidArgument(
+                "max in-flight must be at least 1 unsettled lease per member and partition".into(),
+            ));
+        }
         let req = v1::CreateGroupRequest {
             name: name.to_string(),
             topics: topics.to_vec(),
@@ -190,6 +226,8 @@ impl Admin {
                 };
                 let lag = c.as_ref().map(|c| c.log_end_offset.saturating_sub(committed.unwrap_or(c.log_start_offset)));
                 let in_flight = c.as_ref().filter(|_| shared).map(|c| c.shared_leased);
+                let expired = c.as_ref().filter(|_| shared).map(|c| c.shared_expired);
+                let dead_lettered = c.as_ref().filter(|_| shared).map(|c| c.shared_dead_lettered);
                 partitions.push(GroupPartitionDescription {
                     topic: topic.clone(),
                     partition: p,
@@ -200,6 +238,8 @@ impl Admin {
                     log_end_offset: c.map(|c| c.log_end_offset),
                     lag,
                     in_flight,
+                    expired,
+                    dead_lettered,
                 });
             }
         }

@@ -11,7 +11,8 @@ mod route;
 mod shared;
 
 pub use admin::{
-    GroupDescription, GroupListing, GroupMemberDescription, GroupMode, GroupPartitionDescription, GroupSettings,
+    ExpiredAction, GroupDescription, GroupListing, GroupMemberDescription, GroupMode, GroupPartitionDescription,
+    GroupSettings,
 };
 pub use config::GroupConsumerConfig;
 pub use consumer::GroupConsumer;

@@ -192,7 +192,7 @@ impl SharedConsumer {
                 let Some(l) = leased.get(&r.offset) else { continue };
                 self.unsettled.insert((topic.clone(), *partition, r.offset));
                 if l.dead_letter {
-                    dead.push((r, l.delivery_count));
+                    dead.push((r, l.delivery_count, dlq_reason(l)));
                 } else {
                     out.push(SharedRecord { record: r, delivery_count: l.delivery_count });
                 }
@@ -230,11 +230,11 @@ impl SharedConsumer {
         }
     }
 
-    /// Moves records delivered too often (or rejected) to the dead-letter topic, then
+    /// Moves records delivered too often, rejected or expired to the dead-letter topic, then
     /// acknowledges them. The topic is the group's `dead_letter_topic`, by default
     /// `<topic>.<group>.dlq`; either is created on first use if missing. Each dead letter keeps the record's
     /// key, value and headers and adds the `tidemark-dlq-*` headers of [`dead_letter_record`].
-    async fn dead_letter(&mut self, dead: Vec<(ConsumerRecord, u32)>) {
+    async fn dead_letter(&mut self, dead: Vec<(ConsumerRecord, u32, &'static str)>) {
         if dead.is_empty() {
             return;
         }
@@ -242,7 +242,7 @@ impl SharedConsumer {
             self.producer = self.client.producer(ProducerConfig::default()).ok();
         }
         let mut sends = Vec::with_capacity(dead.len());
-        for (r, attempts) in &dead {
+        for (r, attempts, reason) in &dead {
             let topic = match &self.membership.dead_letter_topic {
                 Some(t) => t.clone(),
                 None => format!("{}.{}.dlq", r.topic, self.config.group),
@@ -252,10 +252,10 @@ impl SharedConsumer {
                 self.dlq_ready.insert(topic.clone());
             }
             let Some(producer) = &self.producer else { return };
-            sends.push(producer.send(&topic, dead_letter_record(r, *attempts)));
+            sends.push(producer.send(&topic, dead_letter_record(r, *attempts, reason)));
         }
         let results = join_all(sends).await;
-        for ((r, _), res) in dead.iter().zip(results) {
+        for ((r, ..), res) in dead.iter().zip(results) {
             match res {
                 Ok(_) => self.ack(r),
                 // Left unacknowledged: the lease expires and it is dead-lettered again.
@@ -412,27 +412,34 @@ async fn until<T>(deadline: Instant, what: &str, fut: impl std::future::Future<O
     }
 }
 
-/// Header names on a dead letter: why it was dead-lettered (`max-attempts` or
-/// `rejected`), how often it was delivered (absent for a rejected record, whose count the
-/// partition does not keep), and where it came from.
+/// Header names on a dead letter: why it was dead-lettered (`max-attempts`, `rejected`
+/// or `expired`), how often it was delivered before (0: it expired undelivered), and
+/// where it came from.
 pub const DLQ_REASON: &str = "tidemark-dlq-reason";
 pub const DLQ_ATTEMPTS: &str = "tidemark-dlq-attempts";
 pub const DLQ_TOPIC: &str = "tidemark-dlq-topic";
 pub const DLQ_PARTITION: &str = "tidemark-dlq-partition";
 pub const DLQ_OFFSET: &str = "tidemark-dlq-offset";
 
-/// The dead letter written for `r`, leased for the last time with `attempts` (`u32::MAX`:
-/// a member rejected it).
-fn dead_letter_record(r: &ConsumerRecord, attempts: u32) -> ProducerRecord {
+/// The `tidemark-dlq-reason` value for a leased dead letter (a server too old to say
+/// why only dead-letters after max attempts or a reject; `max-attempts` is the fallback).
+fn dlq_reason(l: &v1::LeasedRecord) -> &'static str {
+    match v1::DeadLetterReason::try_from(l.dead_letter_reason) {
+        Ok(v1::DeadLetterReason::Rejected) => "rejected",
+        Ok(v1::DeadLetterReason::Expired) => "expired",
+        _ => "max-attempts",
+    }
+}
+
+/// The dead letter written for `r`, delivered `attempts` times before. It keeps the
+/// record's headers except `tidemark-ttl-ms`, which would expire the dead letter itself.
+fn dead_letter_record(r: &ConsumerRecord, attempts: u32, reason: &str) -> ProducerRecord {
     let mut rec = ProducerRecord::new(r.value.clone());
     rec.key = r.key.clone();
-    rec.headers = r.headers.clone();
-    let rejected = attempts == u32::MAX;
-    rec = rec.header(DLQ_REASON, if rejected { "rejected" } else { "max-attempts" });
-    if !rejected {
-        rec = rec.header(DLQ_ATTEMPTS, attempts.to_string());
-    }
-    rec.header(DLQ_TOPIC, r.topic.to_string())
+    rec.headers = r.headers.iter().filter(|h| h.key != tidemark_types::TTL_HEADER).cloned().collect();
+    rec.header(DLQ_REASON, reason.to_string())
+        .header(DLQ_ATTEMPTS, attempts.to_string())
+        .header(DLQ_TOPIC, r.topic.to_string())
         .header(DLQ_PARTITION, r.partition.to_string())
         .header(DLQ_OFFSET, r.offset.to_string())
 }
@@ -455,18 +462,30 @@ mod tests {
             offset: 41,
             key: Some(Bytes::from_static(b"k")),
             value: Bytes::from_static(b"v"),
-            headers: vec![tidemark_types::Header { key: "trace".into(), value: Bytes::from_static(b"t1") }],
+            headers: vec![
+                tidemark_types::Header { key: "trace".into(), value: Bytes::from_static(b"t1") },
+                tidemark_types::Header { key: tidemark_types::TTL_HEADER.into(), value: Bytes::from_static(b"9") },
+            ],
             timestamp_ms: 5,
         };
-        let d = dead_letter_record(&original, 5);
+        let d = dead_letter_record(&original, 5, "max-attempts");
         assert_eq!((d.key.as_deref(), &d.value[..]), (Some(&b"k"[..]), &b"v"[..]));
         assert_eq!(header(&d, "trace"), Some(&b"t1"[..]), "the record's own headers are kept");
+        assert_eq!(header(&d, tidemark_types::TTL_HEADER), None, "but not its TTL");
         assert_eq!(header(&d, DLQ_REASON), Some(&b"max-attempts"[..]));
         assert_eq!(header(&d, DLQ_ATTEMPTS), Some(&b"5"[..]));
         assert_eq!(header(&d, DLQ_TOPIC), Some(&b"orders"[..]));
         assert_eq!(header(&d, DLQ_PARTITION), Some(&b"2"[..]));
         assert_eq!(header(&d, DLQ_OFFSET), Some(&b"41"[..]));
-        let r = dead_letter_record(&original, u32::MAX);
-        assert_eq!((header(&r, DLQ_REASON), header(&r, DLQ_ATTEMPTS)), (Some(&b"rejected"[..]), None));
+        let r = dead_letter_record(&original, 1, "rejected");
+        assert_eq!((header(&r, DLQ_REASON), header(&r, DLQ_ATTEMPTS)), (Some(&b"rejected"[..]), Some(&b"1"[..])));
+        let lease = |reason: v1::DeadLetterReason| v1::LeasedRecord {
+            dead_letter: true,
+            dead_letter_reason: reason as i32,
+            ..Default::default()
+        };
+        assert_eq!(dlq_reason(&lease(v1::DeadLetterReason::Expired)), "expired");
+        assert_eq!(dlq_reason(&lease(v1::DeadLetterReason::Rejected)), "rejected");
+        assert_eq!(dlq_reason(&lease(v1::DeadLetterReason::None)), "max-attempts");
     }
 }

@@ -79,6 +79,13 @@ impl ProducerRecord {
         self.timestamp_ms = Some(ts);
         self
     }
+
+    /// Shared groups do not deliver this record later than `ttl` after its timestamp:
+    /// they drop or dead-letter it, as each group says. Sets the `tidemark-ttl-ms`
+    /// header; a shorter topic or group TTL still wins.
+    pub fn ttl(self, ttl: std::time::Duration) -> Self {
+        self.header(tidemark_types::TTL_HEADER, ttl.as_millis().max(1).to_string())
+    }
 }
 
 /// A `Record` keeps its timestamp unless it is 0, which means "now".
