@@ -2,6 +2,7 @@
 //! gRPC on 127.0.0.1, and raw wire clients.
 
 pub mod process;
+pub mod scale;
 
 use std::sync::Arc;
 use std::time::Duration;

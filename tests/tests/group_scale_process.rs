@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidemark_client::{Client, ClientConfig, GroupConsumerConfig, GroupSettings};
-use tidemark_simulation::workload::{produce, Acked};
+use tidemark_simulation::workload::Acked;
 use tidemark_tests::process::ProcessCluster;
-use tokio::task::JoinHandle;
+use tidemark_tests::scale::{wave_producer, Member, CLOSE, KILL, RUN};
 use tokio::time::Instant;
 
 const TOPIC: &str = "scale";
@@ -41,22 +41,6 @@ struct Delivery {
 }
 
 type Log = Arc<Mutex<Vec<Delivery>>>;
-
-const RUN: u8 = 0;
-const CLOSE: u8 = 1;
-const KILL: u8 = 2;
-
-struct Member {
-    control: Arc<AtomicU8>,
-    task: JoinHandle<()>,
-}
-
-impl Member {
-    async fn stop(&mut self, how: u8) {
-        self.control.store(how, Ordering::SeqCst);
-        (&mut self.task).await.expect("member task");
-    }
-}
 
 /// A member that processes (logs) everything it polls until told to close or die.
 /// Poll errors are tolerated for a while: a partition leader is killed under it.
@@ -96,21 +80,6 @@ fn member(client: &Client, index: usize, log: Log) -> Member {
         }
     });
     Member { control, task }
-}
-
-/// Produces waves of records until `stop`; returns every acknowledged one.
-fn producer(client: &Client, stop: Arc<AtomicBool>) -> JoinHandle<Acked> {
-    let client = client.clone();
-    tokio::spawn(async move {
-        let (mut acked, mut next) = (Acked::new(), 0u32);
-        while !stop.load(Ordering::SeqCst) {
-            let (wave, _failed) = produce(&client, TOPIC, next..next + 100).await;
-            acked.extend(wave);
-            next += 100;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        acked
-    })
 }
 
 /// Waits until the group has `n` members sharing every partition, balanced, with no
@@ -186,7 +155,7 @@ async fn partitioned_group_scales_1_4_8_through_member_and_leader_kills() {
 
     let log: Log = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = producer(&client, stop.clone());
+    let producing = wave_producer(&client, TOPIC, stop.clone());
     let mut members = vec![member(&client, 0, log.clone())];
     wait_for_members(&client, 1).await;
     for i in 1..4 {
@@ -206,7 +175,7 @@ async fn partitioned_group_scales_1_4_8_through_member_and_leader_kills() {
     wait_for_members(&client, 8).await;
     let killed = [2usize, 5];
     for k in killed {
-        members[k].stop(KILL).await;
+        members[k].stop(KILL, SETTLE).await;
     }
     wait_for_members(&client, 6).await;
 
@@ -215,7 +184,9 @@ async fn partitioned_group_scales_1_4_8_through_member_and_leader_kills() {
     let acked = producing.await.expect("producer");
     wait_processed(&log, &acked).await;
     for (i, m) in members.iter_mut().enumerate().filter(|(i, _)| !killed.contains(i)) {
-        tokio::time::timeout(SETTLE, m.stop(CLOSE)).await.unwrap_or_else(|_| panic!("member {i} did not close"));
+        tokio::time::timeout(SETTLE, m.stop(CLOSE, SETTLE))
+            .await
+            .unwrap_or_else(|_| panic!("member {i} did not close"));
     }
 
     let log = log.lock().unwrap().clone();

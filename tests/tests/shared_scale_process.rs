@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidemark_client::{Client, ClientConfig, GroupConsumerConfig, GroupMode, GroupSettings};
-use tidemark_simulation::workload::{produce, Acked};
+use tidemark_simulation::workload::Acked;
 use tidemark_tests::process::ProcessCluster;
-use tokio::task::JoinHandle;
+use tidemark_tests::scale::{wave_producer, Member, CLOSE, KILL, RUN};
 use tokio::time::Instant;
 
 const TOPIC: &str = "work";
@@ -31,22 +31,6 @@ const SETTLE: Duration = Duration::from_secs(45);
 
 /// (partition, offset) → value of every record a member acknowledged.
 type Log = Arc<Mutex<BTreeMap<(u32, u64), String>>>;
-
-const RUN: u8 = 0;
-const CLOSE: u8 = 1;
-const KILL: u8 = 2;
-
-struct Member {
-    control: Arc<AtomicU8>,
-    task: JoinHandle<()>,
-}
-
-impl Member {
-    async fn stop(&mut self, how: u8) {
-        self.control.store(how, Ordering::SeqCst);
-        tokio::time::timeout(SETTLE, &mut self.task).await.expect("member stops in time").expect("member task");
-    }
-}
 
 /// A member that acknowledges everything it is handed (the ack goes with its next poll)
 /// until told to close or die. Poll errors are tolerated for a while: a partition
@@ -85,21 +69,6 @@ fn member(client: &Client, index: usize, log: Log) -> Member {
         }
     });
     Member { control, task }
-}
-
-/// Produces waves of records until `stop`; returns every acknowledged one.
-fn producer(client: &Client, stop: Arc<AtomicBool>) -> JoinHandle<Acked> {
-    let client = client.clone();
-    tokio::spawn(async move {
-        let (mut acked, mut next) = (Acked::new(), 0u32);
-        while !stop.load(Ordering::SeqCst) {
-            let (wave, _failed) = produce(&client, TOPIC, next..next + 100).await;
-            acked.extend(wave);
-            next += 100;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        acked
-    })
 }
 
 /// Waits until `n` members are in the group.
@@ -150,7 +119,7 @@ async fn shared_group_scales_1_3_6_through_member_and_leader_kills() {
 
     let log: Log = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = producer(&client, stop.clone());
+    let producing = wave_producer(&client, TOPIC, stop.clone());
     let mut members = vec![member(&client, 0, log.clone())];
     for i in 1..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -169,7 +138,7 @@ async fn shared_group_scales_1_3_6_through_member_and_leader_kills() {
         members.push(member(&client, i, log.clone()));
     }
     wait_for_members(&client, 6).await;
-    members[1].stop(KILL).await;
+    members[1].stop(KILL, SETTLE).await;
     wait_for_members(&client, 5).await;
 
     stop.store(true, Ordering::SeqCst);
@@ -178,7 +147,7 @@ async fn shared_group_scales_1_3_6_through_member_and_leader_kills() {
     wait_settled(&client, &acked, &log).await;
     for (i, m) in members.iter_mut().enumerate().filter(|(i, _)| *i != 1) {
         eprintln!("closing member {i}");
-        m.stop(CLOSE).await;
+        m.stop(CLOSE, SETTLE).await;
     }
     let log = log.lock().unwrap().clone();
     for (pos, value) in &acked {
