@@ -246,12 +246,16 @@ impl SegmentLog {
             .map_err(|e| StorageError::FsyncFailed { message: format!("{}: {e}", path.display()) })?;
         let id = active.id + 1;
         let file = create_segment(&self.dir, &self.dir_file, id)?;
-        let mut index = self.write_index();
-        index.segments.insert(id, Segment { file: file.clone(), live: 0 });
-        if let Some(old) = id.checked_sub(CACHED_SEGMENTS).and_then(|old| index.segments.get(&old)) {
-            drop_cached_pages(&old.file);
+        let evict = {
+            let mut index = self.write_index();
+            index.segments.insert(id, Segment { file: file.clone(), live: 0 });
+            id.checked_sub(CACHED_SEGMENTS).and_then(|old| index.segments.get(&old)).map(|s| s.file.clone())
+        };
+        // Outside the index lock: dropping 64 MiB of pages takes a while and readers
+        // (fetches) need that lock.
+        if let Some(old) = evict {
+            drop_cached_pages(&old);
         }
-        drop(index);
         *active = Active { id, file, len: 0, failed: false };
         Ok(())
     }
