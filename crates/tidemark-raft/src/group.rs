@@ -41,6 +41,12 @@ pub fn raft_config(timing: RaftTiming) -> Result<Arc<Config>, String> {
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
         max_payload_entries: 256,
+        // A leader replicates an entry while its own write of it is still being synced. If
+        // it then crashes before that sync, it comes back without the entry that a follower
+        // may already hold. Restored as leader in the same term (openraft's default), it
+        // would hand that log id to a different entry and the replicas would diverge. An
+        // election gives it a new term, so every log id names one entry only.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Ok(Arc::new(config.validate().map_err(|e| e.to_string())?))
