@@ -8,6 +8,7 @@ pub mod group;
 pub mod log_store;
 pub mod network;
 pub mod planted;
+pub mod recent;
 pub mod runtime;
 pub mod state_machine;
 pub mod transport;

@@ -23,6 +23,7 @@ use tidemark_storage::{SharedEngine, StorageError, WriteBatch};
 use tidemark_types::GroupId;
 
 use crate::flusher::Flusher;
+use crate::recent::RecentEntries;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 pub const LOG_TREE: &str = "raft_log";
@@ -82,17 +83,19 @@ pub fn delete_group(engine: &SharedEngine, group: GroupId) -> Result<(), Storage
     engine.write(STATE_TREE, b)
 }
 
-/// One group's log storage. Clones share the same engine and group-commit flusher.
+/// One group's log storage. Clones share the same engine, group-commit flusher and
+/// in-memory tail of recent entries.
 #[derive(Clone)]
 pub struct LogStore {
     group: GroupId,
     engine: SharedEngine,
     flusher: Flusher,
+    recent: RecentEntries,
 }
 
 impl LogStore {
     pub fn new(group: GroupId, engine: SharedEngine, flusher: Flusher) -> Self {
-        LogStore { group, engine, flusher }
+        LogStore { group, engine, flusher, recent: RecentEntries::default() }
     }
 
     fn read_state<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
@@ -127,6 +130,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> io::Result<Vec<Entry>> {
         let (start, end) = Self::bounds(&range);
+        if let Some(entries) = self.recent.get(start, end) {
+            return Ok(entries);
+        }
         read_entries(&self.engine, self.group, start, end, usize::MAX)
     }
 
@@ -167,11 +173,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut batch = WriteBatch::new();
-        for entry in entries {
-            batch.put(log_key(self.group, entry.index()).to_vec(), encode(&entry)?);
+        for entry in &entries {
+            batch.put(log_key(self.group, entry.index()).to_vec(), encode(entry)?);
         }
         self.engine.write(LOG_TREE, batch).map_err(io_err)?;
+        self.recent.appended(&entries);
         self.flusher.after_flush(callback);
         Ok(())
     }
@@ -181,6 +189,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.engine
             .delete_range(LOG_TREE, &log_key(self.group, from), Some(&log_key(self.group, u64::MAX)))
             .map_err(io_err)?;
+        // Only once the engine agrees, or the cache would stop being the log's suffix.
+        self.recent.truncated_from(from);
         self.flusher.flush().await.map_err(io_err)
     }
 
@@ -188,6 +198,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_state(PURGED, &log_id)?;
         self.engine
             .delete_range(LOG_TREE, &log_key(self.group, 0), Some(&log_key(self.group, log_id.index() + 1)))
-            .map_err(io_err)
+            .map_err(io_err)?;
+        self.recent.purged_upto(log_id.index());
+        Ok(())
     }
 }
