@@ -7,6 +7,7 @@ pub mod flusher;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod pipeline;
 pub mod planted;
 pub mod recent;
 pub mod runtime;

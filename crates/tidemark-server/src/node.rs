@@ -76,13 +76,20 @@ impl Node {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let b = broker.clone();
+        // Raft groups stop first: their replication streams (inbound and outbound) live as
+        // long as the groups do, and the server's graceful drain waits for every stream.
+        let stop = async move {
+            shutdown.await;
+            b.shutdown().await;
+        };
+        let b = broker.clone();
         let server = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_service(client)
                 .add_service(admin)
                 .add_service(groups)
                 .add_service(raft)
-                .serve_with_shutdown(addr, shutdown)
+                .serve_with_shutdown(addr, stop)
                 .await;
             b.shutdown().await;
             served.map_err(|e| format!("serving on {addr}: {e}"))
