@@ -124,6 +124,7 @@ impl Broker {
 
     /// Stops every group on this node (the data stays).
     pub async fn shutdown(&self) {
+        self.registry.close();
         let replicas: Vec<_> = self.replicas.write().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for (_, r) in replicas {
             let _ = r.raft.shutdown().await;

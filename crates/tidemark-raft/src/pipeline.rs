@@ -137,9 +137,9 @@ where
 }
 
 /// The server half: feeds one inbound stream to the named group and encodes its answers.
-/// The first request names the group; a request for another group, an undecodable one
-/// or a broken inbound stream ends the input (the answers to what came before still go
-/// out), and the leader opens a new stream.
+/// The first request names the group; a request for another group, an undecodable one,
+/// a broken inbound stream or this node stopping ends the input (the answers to what
+/// came before still go out), and the leader opens a new stream.
 pub fn serve<S>(registry: Arc<GroupRegistry>, inbound: S) -> BoxStream<'static, Result<Vec<u8>, String>>
 where
     S: Stream<Item = Result<RaftRequest, String>> + Send + Unpin + 'static,
@@ -156,8 +156,10 @@ where
             let e = format!("group {group:#x} is not hosted on this node (yet)");
             return futures::stream::iter([Err(e)]).boxed();
         };
+        let closed = async move { registry.closed().await };
         let requests = futures::stream::iter([Ok(first)])
             .chain(inbound)
+            .take_until(closed)
             .map(move |r| {
                 let req = r?;
                 if req.group != group || req.rpc != RaftRpc::Append as i32 {

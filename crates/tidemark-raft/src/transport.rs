@@ -3,6 +3,7 @@
 //! wrapper over [`GroupRegistry::handle`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
@@ -17,9 +18,32 @@ use crate::types::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
 #[derive(Default)]
 pub struct GroupRegistry {
     groups: RwLock<HashMap<GroupId, Raft>>,
+    closed: AtomicBool,
+    closing: tokio::sync::Notify,
 }
 
 impl GroupRegistry {
+    /// Marks the node as stopping: inbound replication streams end (see
+    /// [`crate::pipeline::serve`]), so the server's graceful drain is not left waiting
+    /// on a stream whose leader has nothing more to send.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
+    }
+
+    /// Resolves once [`GroupRegistry::close`] was called.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub fn insert(&self, group: GroupId, raft: Raft) {
         self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(group, raft);
     }
