@@ -63,6 +63,9 @@ run e2e_rate2000 e2e --topic e2e --partitions 3 --rate 2000 --duration "$secs"
 run consume_1 consume --topic c-4p --partitions 4 --prefill 200000 --consumers 1 --duration "$secs"
 run consume_2 consume --topic c-4p --consumers 2 --duration "$secs"
 run consume_4 consume --topic c-4p --consumers 4 --duration "$secs"
+# The same topic read by 4 members of a (fresh) partitioned group, then of a shared group.
+run consume_group_4 consume --topic c-4p --group "bench-g-$$" --consumers 4 --duration "$secs"
+run consume_shared_4 consume --topic c-4p --group "bench-s-$$" --shared --consumers 4 --duration "$secs"
 # Saturating: as fast as acknowledged (latency here is mostly time queued in the producer).
 run produce_idempotent produce --topic p-idem --partitions 3 --duration "$secs"
 run produce_plain produce --topic p-plain --partitions 3 --duration "$secs" --no-idempotent

@@ -83,6 +83,15 @@ where
     let err = move |message: String| RPCError::Unreachable(Unreachable::new(&StreamError { target, message }));
     Box::pin(async move {
         let channel = channel.map_err(err)?;
+        // Take the first request before connecting: producing it is where openraft waits
+        // out its backoff, so a follower that refuses connections is retried at the
+        // backoff's pace rather than in a tight loop (seen: two cores spinning on
+        // connection attempts to a stopped node).
+        let mut input = input;
+        let Some(first) = input.next().await else {
+            return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, Reply>);
+        };
+        let input = futures::stream::iter([first]).chain(input);
         let outstanding = Arc::new(Outstanding { count: AtomicU64::new(0), since: Mutex::new(Instant::now()) });
         let counter = outstanding.clone();
         let requests = input
