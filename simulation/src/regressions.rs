@@ -9,4 +9,6 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (129, "GroupConsumer::close took >30 s: commit and leave each retried for operation_timeout while all nodes were down"),
     (282, "GroupConsumer::close took >30 s the same way"),
     (140, "a group stopped for good: an unpolled fetch of a reader with no partitions held the metadata-refresh lock"),
+    (2, "an acknowledged record lost: a leader restored after a crash reused a log id it had already replicated"),
+    (43, "replicas diverged the same way (leader restore in the same term), with pipelined replication"),
 ];
