@@ -9,7 +9,7 @@
 //! ```text
 //! 0  u8   magic (1)
 //! 1  u32  crc32c of bytes [5..]
-//! 5  u16  attributes (reserved, 0)
+//! 5  u16  attributes: bit 0 = no record has headers; the other bits are reserved (0)
 //! 7  i64  producer id (-1: none)
 //! 15 i16  producer epoch
 //! 17 i32  base sequence (-1: none)
@@ -27,6 +27,12 @@ use crate::TimestampMs;
 
 pub const MAGIC: u8 = 1;
 pub const HEADER_LEN: usize = 41;
+/// Attribute bit: no record of the batch carries a header. The builder sets it, the
+/// server's [`BatchHeader::validate`] refuses a batch that claims it falsely, and readers
+/// that only look at headers (the TTL scan every replica runs at apply) skip the batch
+/// instead of walking a cache-cold 100 KiB of records (profiled: 3 % of a saturated
+/// cluster's CPU).
+pub const ATTR_NO_HEADERS: u16 = 0x1;
 const RECORD_FIXED_LEN: usize = 4 + 4 + 4 + 2;
 
 /// One user record as the SDK sees it.
@@ -140,12 +146,21 @@ impl BatchHeader {
         if header.record_count == 0 {
             return Err(BatchError::Empty);
         }
+        if header.attributes & !ATTR_NO_HEADERS != 0 {
+            return Err(BatchError::Malformed { at: 5, what: "unknown attribute bits are set" });
+        }
         let mut r = Reader { buf: bytes, pos: HEADER_LEN };
         let mut found = 0u32;
         while r.pos < bytes.len() {
-            let len = r.skip_record()?;
+            let (len, headers) = r.skip_record()?;
             if len > limits.max_record_bytes {
                 return Err(BatchError::RecordTooLarge { index: found, len, max: limits.max_record_bytes });
+            }
+            if headers > 0 && header.attributes & ATTR_NO_HEADERS != 0 {
+                return Err(BatchError::Malformed {
+                    at: r.pos,
+                    what: "a record has headers but the attributes say none does",
+                });
             }
             found += 1;
         }
@@ -196,6 +211,9 @@ pub const TTL_HEADER: &str = "tidemark-ttl-ms";
 pub fn record_ttl_deadlines(bytes: &[u8]) -> Result<Vec<(u32, TimestampMs)>, BatchError> {
     let header = BatchHeader::read(bytes)?;
     let mut out = Vec::new();
+    if header.attributes & ATTR_NO_HEADERS != 0 {
+        return Ok(out);
+    }
     let mut r = Reader { buf: bytes, pos: HEADER_LEN };
     let mut index = 0u32;
     while r.pos < bytes.len() {
@@ -262,7 +280,8 @@ impl RecordBatchBuilder {
         let mut b = BytesMut::with_capacity(self.encoded_len());
         b.put_u8(MAGIC);
         b.put_u32_le(0); // CRC, filled in below.
-        b.put_u16_le(0);
+        let no_headers = self.records.iter().all(|r| r.headers.is_empty());
+        b.put_u16_le(if no_headers { ATTR_NO_HEADERS } else { 0 });
         b.put_i64_le(pid);
         b.put_i16_le(epoch);
         b.put_i32_le(seq);
@@ -352,7 +371,8 @@ impl Reader<'_> {
     }
 
     /// Skips one record and returns its payload length (key + value + headers).
-    fn skip_record(&mut self) -> Result<usize, BatchError> {
+    /// Steps over one record; returns its payload length and its number of headers.
+    fn skip_record(&mut self) -> Result<(usize, u16), BatchError> {
         self.take(4)?;
         let key_len = match self.u32()? as i32 {
             -1 => 0,
@@ -363,14 +383,15 @@ impl Reader<'_> {
         let value_len = self.u32()? as usize;
         self.take(value_len)?;
         let mut len = key_len + value_len;
-        for _ in 0..self.u16()? {
+        let headers = self.u16()?;
+        for _ in 0..headers {
             let k = self.u16()? as usize;
             self.take(k)?;
             let v = self.u32()? as usize;
             self.take(v)?;
             len += k + v;
         }
-        Ok(len)
+        Ok((len, headers))
     }
 }
 
@@ -476,5 +497,37 @@ mod tests {
         b.push(Record { timestamp_ms: 1_400, headers: ttl("0"), ..Default::default() });
         b.push(Record { timestamp_ms: 1_500, headers: ttl("20"), ..Default::default() });
         assert_eq!(record_ttl_deadlines(&b.build(None)).unwrap(), vec![(0, 1_500), (4, 1_520)]);
+    }
+
+    /// Sets `attributes` on an encoded batch and fixes its CRC, as a client could.
+    fn with_attributes(batch: &[u8], attributes: u16) -> Vec<u8> {
+        let mut v = batch.to_vec();
+        v[5..7].copy_from_slice(&attributes.to_le_bytes());
+        let crc = crc32c::crc32c(&v[5..]);
+        v[1..5].copy_from_slice(&crc.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn a_batch_without_headers_says_so_and_a_false_claim_is_refused() {
+        let limits = BatchLimits::default();
+        let mut plain = RecordBatchBuilder::new();
+        plain.push(Record { value: Bytes::from_static(b"v"), ..Default::default() });
+        let plain = plain.build(None);
+        assert_eq!(BatchHeader::validate(&plain, &limits).unwrap().attributes, ATTR_NO_HEADERS);
+        assert_eq!(record_ttl_deadlines(&plain).unwrap(), vec![]);
+
+        let mut b = RecordBatchBuilder::new();
+        b.push(Record { value: Bytes::from_static(b"v"), ..Default::default() });
+        b.push(rec(None, "with a header", 5));
+        let with_headers = b.build(None);
+        assert_eq!(BatchHeader::validate(&with_headers, &limits).unwrap().attributes, 0);
+
+        let lying = with_attributes(&with_headers, ATTR_NO_HEADERS);
+        let err = BatchHeader::validate(&lying, &limits).unwrap_err();
+        assert!(err.to_string().contains("attributes say none"), "{err}");
+        let unknown = with_attributes(&plain, 0x8001);
+        let err = BatchHeader::validate(&unknown, &limits).unwrap_err();
+        assert!(err.to_string().contains("unknown attribute bits"), "{err}");
     }
 }
