@@ -59,6 +59,12 @@ pub trait Engine: Send + Sync + 'static {
     /// run it on a blocking thread in production. An Err means durability is unknown; the
     /// caller must stop.
     fn flush(&self) -> Result<()>;
+    /// Gives back space held by data that is no longer live, which may mean rewriting
+    /// live data; returns the bytes rewritten. Blocking, and it may take a while: call it
+    /// off the write path, now and then (the broker does, with each retention pass).
+    fn maintain(&self) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// True when `start <= key < end` can hold for no key. Checked up front because

@@ -140,6 +140,16 @@ impl MemoryEngine {
         st.crash_count += 1;
     }
 
+    /// Simulates a replaced or wiped disk: everything, synced or not, is gone. Call it
+    /// while the node is down; it then starts as a fresh, empty node.
+    pub fn wipe(&self) {
+        let mut st = self.lock();
+        st.visible = Trees::default();
+        st.durable = Trees::default();
+        st.unsynced.clear();
+        st.crash_count += 1;
+    }
+
     /// Planted bug for checker self-tests: `flush()` returns Ok but makes nothing durable.
     pub fn set_fsync_noop(&self, on: bool) {
         self.lock().fsync_noop = on;

@@ -14,7 +14,9 @@
 //!
 //! Space comes back when the oldest segment holds no live value: it is unlinked whole.
 //! Only the oldest may go, because a delete recorded in a later segment must outlive the
-//! values it deleted, or a restart would bring them back.
+//! values it deleted, or a restart would bring them back. So that one long-lived value
+//! cannot pin every segment after it, [`SegmentLog::compact`] (in `compact.rs`) rewrites
+//! the oldest segment's live values at the head once most of the disk is dead.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -41,28 +43,38 @@ const CACHED_SEGMENTS: u64 = 4;
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 #[derive(Clone, Copy, Debug)]
-struct Loc {
-    segment: u64,
-    pos: u64,
-    len: u32,
+pub(super) struct Loc {
+    pub(super) segment: u64,
+    pub(super) pos: u64,
+    pub(super) len: u32,
 }
 
-struct Segment {
-    file: Arc<File>,
+pub(super) struct Segment {
+    pub(super) file: Arc<File>,
     /// Index entries pointing into this segment.
-    live: u64,
+    pub(super) live: u64,
+    /// Bytes of the values those entries point to.
+    pub(super) live_bytes: u64,
+    /// Bytes of the file (frames included).
+    pub(super) size: u64,
+}
+
+impl Segment {
+    fn new(file: Arc<File>) -> Segment {
+        Segment { file, live: 0, live_bytes: 0, size: 0 }
+    }
 }
 
 /// What readers need: the index and the files it points into.
 #[derive(Default)]
-struct Index {
-    keys: BTreeMap<Box<[u8]>, Loc>,
-    segments: BTreeMap<u64, Segment>,
+pub(super) struct Index {
+    pub(super) keys: BTreeMap<Box<[u8]>, Loc>,
+    pub(super) segments: BTreeMap<u64, Segment>,
 }
 
 /// What only writers touch: the active segment and where its end is.
-struct Active {
-    id: u64,
+pub(super) struct Active {
+    pub(super) id: u64,
     file: Arc<File>,
     len: u64,
     /// Set after a failed write: the file may end in a partial frame, so nothing more may
@@ -73,16 +85,16 @@ struct Active {
 pub struct SegmentLog {
     dir: PathBuf,
     dir_file: File,
-    segment_bytes: u64,
+    pub(super) segment_bytes: u64,
     index: RwLock<Index>,
-    active: Mutex<Active>,
+    pub(super) active: Mutex<Active>,
 }
 
 fn io(op: &'static str, path: &Path, e: std::io::Error) -> StorageError {
     StorageError::Io { op, message: format!("{}: {e}", path.display()) }
 }
 
-fn segment_path(dir: &Path, id: u64) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.log"))
 }
 
@@ -90,6 +102,7 @@ impl Index {
     fn insert(&mut self, key: &[u8], loc: Loc) {
         if let Some(seg) = self.segments.get_mut(&loc.segment) {
             seg.live += 1;
+            seg.live_bytes += loc.len as u64;
         }
         if let Some(old) = self.keys.insert(key.into(), loc) {
             self.release(old);
@@ -112,6 +125,7 @@ impl Index {
     fn release(&mut self, loc: Loc) {
         if let Some(seg) = self.segments.get_mut(&loc.segment) {
             seg.live = seg.live.saturating_sub(1);
+            seg.live_bytes = seg.live_bytes.saturating_sub(loc.len as u64);
         }
     }
 
@@ -167,14 +181,17 @@ impl SegmentLog {
             let is_last = n + 1 == ids.len();
             let path = segment_path(dir, id);
             let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| io("open", &path, e))?;
-            index.segments.insert(id, Segment { file: Arc::new(file), live: 0 });
+            index.segments.insert(id, Segment::new(Arc::new(file)));
             tail_len = replay(&mut index, id, &path, is_last)?;
+            if let Some(seg) = index.segments.get_mut(&id) {
+                seg.size = tail_len;
+            }
         }
         let (id, file, len) = match ids.last() {
             Some(&id) => (id, index.segments[&id].file.clone(), tail_len),
             None => {
                 let file = create_segment(dir, &dir_file, 1)?;
-                index.segments.insert(1, Segment { file: file.clone(), live: 0 });
+                index.segments.insert(1, Segment::new(file.clone()));
                 (1, file, 0)
             }
         };
@@ -212,7 +229,16 @@ impl SegmentLog {
     /// Appends one sealed frame and publishes its effect to readers. Readers see a write
     /// only once its bytes are in the file, so a read never races the write it observes.
     fn append(&self, bytes: Vec<u8>) -> Result<()> {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut active = self.lock_active();
+        self.append_locked(&mut active, bytes)
+    }
+
+    pub(super) fn lock_active(&self) -> std::sync::MutexGuard<'_, Active> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Self::append`] with the active segment already locked.
+    pub(super) fn append_locked(&self, active: &mut Active, bytes: Vec<u8>) -> Result<()> {
         if active.failed {
             return Err(StorageError::Io {
                 op: "write",
@@ -226,12 +252,18 @@ impl SegmentLog {
         }
         active.len += bytes.len() as u64;
         let segment = active.id;
-        self.write_index().apply(segment, pos, &bytes[HEADER_LEN..]).map_err(|m| StorageError::Internal {
-            op: "write",
-            message: format!("frame just built is unreadable: {m}"),
-        })?;
+        {
+            let mut index = self.write_index();
+            if let Some(seg) = index.segments.get_mut(&segment) {
+                seg.size = active.len;
+            }
+            index.apply(segment, pos, &bytes[HEADER_LEN..]).map_err(|m| StorageError::Internal {
+                op: "write",
+                message: format!("frame just built is unreadable: {m}"),
+            })?;
+        }
         if active.len >= self.segment_bytes {
-            self.roll(&mut active)?;
+            self.roll(active)?;
         }
         Ok(())
     }
@@ -248,7 +280,7 @@ impl SegmentLog {
         let file = create_segment(&self.dir, &self.dir_file, id)?;
         let evict = {
             let mut index = self.write_index();
-            index.segments.insert(id, Segment { file: file.clone(), live: 0 });
+            index.segments.insert(id, Segment::new(file.clone()));
             id.checked_sub(CACHED_SEGMENTS).and_then(|old| index.segments.get(&old)).map(|s| s.file.clone())
         };
         // Outside the index lock: dropping 64 MiB of pages takes a while and readers
@@ -316,13 +348,13 @@ impl SegmentLog {
         self.read_index().segments.len()
     }
 
-    fn read_at(&self, file: &File, loc: Loc) -> Result<Vec<u8>> {
+    pub(super) fn read_at(&self, file: &File, loc: Loc) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, loc.pos).map_err(|e| io("read", &segment_path(&self.dir, loc.segment), e))?;
         Ok(buf)
     }
 
-    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+    pub(super) fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -15,12 +15,14 @@
 //! kept every inserted value alive in memory, and needed a whole-file-system `syncfs` per
 //! group commit to be durable. The segment log writes each batch once and syncs one file.
 
+mod compact;
 mod frame;
 mod log;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use compact::Compaction;
 pub use log::{SegmentLog, DEFAULT_SEGMENT_BYTES};
 
 use crate::{range_is_empty, Engine, Result, WriteBatch};
@@ -153,6 +155,11 @@ impl<E: Engine> Engine for SegmentedEngine<E> {
         } else {
             self.inner_write(|e| e.delete_range(tree, start, end))
         }
+    }
+
+    /// Compacts the segment log: at most 8 segments (512 MiB) of copying per call.
+    fn maintain(&self) -> Result<u64> {
+        Ok(self.log.compact(8)?.bytes_rewritten)
     }
 
     fn flush(&self) -> Result<()> {
