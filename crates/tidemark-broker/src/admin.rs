@@ -23,6 +23,23 @@ pub struct ClusterView {
 /// The most partitions one topic may have: each is a Raft group on R nodes.
 pub const MAX_PARTITIONS: u32 = 1024;
 
+/// Retention below this is refused: a pass runs every few seconds, so a shorter limit
+/// would not mean what it says (Kafka's floor is also well above it).
+pub const MIN_RETENTION_MS: i64 = 1000;
+
+fn validate_config(config: &TopicConfig) -> Result<()> {
+    if config.retention_ms < 0 || (config.retention_ms > 0 && config.retention_ms < MIN_RETENTION_MS) {
+        return Err(BrokerError::InvalidRequest(format!(
+            "retention_ms must be 0 (keep forever) or at least {MIN_RETENTION_MS}, not {}",
+            config.retention_ms
+        )));
+    }
+    if config.record_ttl_ms < 0 {
+        return Err(BrokerError::InvalidRequest("record_ttl_ms must be 0 (no TTL) or positive".into()));
+    }
+    Ok(())
+}
+
 impl Broker {
     /// Creates a topic, placing its replicas on the nodes alive now.
     pub async fn create_topic(&self, name: &str, partitions: u32, rf: u32, config: TopicConfig) -> Result<TopicMeta> {
@@ -32,12 +49,7 @@ impl Broker {
                 "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
             )));
         }
-        if config.retention_ms < 0 {
-            return Err(BrokerError::InvalidRequest("retention_ms must be 0 (forever) or positive".into()));
-        }
-        if config.record_ttl_ms < 0 {
-            return Err(BrokerError::InvalidRequest("record_ttl_ms must be 0 (no TTL) or positive".into()));
-        }
+        validate_config(&config)?;
         let live = self.live_nodes_for(rf).await?;
         if rf == 0 || rf as usize > live.len() {
             let reason = if rf == 0 { "it must be at least 1" } else { "it cannot exceed the live nodes" };
@@ -64,6 +76,16 @@ impl Broker {
                 return Ok(live);
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Replaces a topic's settings. Shrinking retention removes data within one retention
+    /// pass (`BrokerConfig::retention_check`).
+    pub async fn alter_topic(&self, name: &str, config: TopicConfig) -> Result<TopicMeta> {
+        validate_config(&config)?;
+        match self.meta_write(MetaCommand::AlterTopic { name: name.into(), config }).await? {
+            MetaResponse::Altered(t) => Ok(t),
+            _ => Err(BrokerError::UnknownTopic { topic: name.into() }),
         }
     }
 

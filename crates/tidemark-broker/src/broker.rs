@@ -16,7 +16,7 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{BasicNode, Instant as _};
-use tidemark_raft::{GroupContext, GroupRegistry, PeerPool, Raft, RaftTiming};
+use tidemark_raft::{CheckpointPolicy, GroupContext, GroupRegistry, PeerPool, Raft, RaftTiming};
 use tidemark_storage::SharedEngine;
 use tidemark_types::{BatchLimits, GroupId, NodeId, Offset, PartitionId, METADATA_GROUP};
 
@@ -36,7 +36,15 @@ pub struct BrokerConfig {
     /// How long a partition remembers an idle idempotent producer. After that its next
     /// batch gets UnknownProducer and the SDK registers again.
     pub producer_expiry: Duration,
+    /// How often leaders enforce retention and every group snapshots and purges its log.
+    /// Retention takes effect within about one interval of its limit being passed.
+    pub retention_check: Duration,
+    /// How often state machines checkpoint: a restart re-applies at most this much.
+    pub checkpoints: CheckpointPolicy,
 }
+
+/// How often retention is enforced by default: well inside the 30 s a user may expect.
+pub const DEFAULT_RETENTION_CHECK: Duration = Duration::from_secs(5);
 
 /// Kafka's default for idle producer state (producer.id.expiration.ms): one day.
 pub const DEFAULT_PRODUCER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
@@ -75,9 +83,12 @@ impl Broker {
                 cfg.peers.keys().collect::<Vec<_>>()
             )));
         }
-        let config = tidemark_raft::raft_config(cfg.timing).map_err(BrokerError::InvalidRequest)?;
+        // Entries are at most a batch plus the command header (and small metadata commands).
+        let max_entry = cfg.limits.max_batch_bytes + 1024;
+        let config = tidemark_raft::raft_config(cfg.timing, max_entry).map_err(BrokerError::InvalidRequest)?;
         let flusher = tidemark_raft::Flusher::start(engine.clone());
-        let ctx = GroupContext { node_id: cfg.node_id, engine, flusher, pool: PeerPool::new(), config };
+        let checkpoints = cfg.checkpoints;
+        let ctx = GroupContext { node_id: cfg.node_id, engine, flusher, pool: PeerPool::new(), config, checkpoints };
         let meta = MetaShared::new();
         let meta_raft =
             ctx.start_group(METADATA_GROUP, Box::new(MetaLogic(meta.clone()))).await.map_err(BrokerError::Internal)?;
@@ -89,6 +100,7 @@ impl Broker {
         broker.form_cluster().await?;
         tokio::spawn(crate::reconcile::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::groups::sessions::run(Arc::downgrade(&broker)));
+        tokio::spawn(crate::retention::run(Arc::downgrade(&broker), broker.cfg.retention_check));
         Ok(broker)
     }
 
@@ -281,12 +293,13 @@ impl Broker {
         }
     }
 
-    /// Offsets of a partition as this node's replica knows them: (start, end, leader).
-    pub fn partition_offsets(&self, group: GroupId) -> Option<(Offset, Offset, Option<NodeId>)> {
+    /// Offsets of a partition as this node's replica knows them: (start, end, leader,
+    /// bytes retained).
+    pub fn partition_offsets(&self, group: GroupId) -> Option<(Offset, Offset, Option<NodeId>, u64)> {
         let r = self.local_replica(group)?;
         let st = r.shared.read();
         let leader = r.raft.metrics().borrow_watched().current_leader;
-        Some((st.log_start_offset, st.next_offset, leader))
+        Some((st.log_start_offset, st.next_offset, leader, st.retained_bytes))
     }
 
     pub(crate) fn engine(&self) -> &SharedEngine {

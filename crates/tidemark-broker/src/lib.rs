@@ -11,11 +11,12 @@ pub mod ops;
 pub mod partition;
 pub mod producers;
 mod reconcile;
+pub mod retention;
 pub mod sequencer;
 pub mod signal;
 
 pub use admin::{ClusterView, NodeStatus};
-pub use broker::{Broker, BrokerConfig, Replica, DEFAULT_PRODUCER_EXPIRY};
+pub use broker::{Broker, BrokerConfig, Replica, DEFAULT_PRODUCER_EXPIRY, DEFAULT_RETENTION_CHECK};
 pub use error::BrokerError;
 pub use groups::{GroupConfig, GroupMeta, GroupMode, MemberPartition};
 pub use meta::{TopicConfig, TopicMeta};

@@ -20,9 +20,10 @@ use crate::signal::Signal;
 /// Per-topic settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
-    /// 0: keep forever. Stored and reported; enforcement arrives with retention.
+    /// Batches appended longer ago than this are removed (0: keep forever).
     pub retention_ms: i64,
-    /// 0: no size limit.
+    /// Per partition: the oldest batches are removed while more than this is kept (0: no
+    /// size limit).
     pub retention_bytes: u64,
     /// Shared groups on this topic do not deliver records older than this (0: no limit);
     /// see `groups::shared` for how it combines with the group's and the record's TTL.
@@ -81,6 +82,12 @@ pub enum MetaCommand {
     },
     /// Consumer-group definitions, membership and assignment.
     Group(GroupCommand),
+    /// Replaces a topic's settings (retention, TTL); takes effect on the next retention
+    /// pass of each partition leader.
+    AlterTopic {
+        name: String,
+        config: TopicConfig,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +98,7 @@ pub enum MetaResponse {
     Missing,
     Producer { id: i64, epoch: i16 },
     Group(GroupResponse),
+    Altered(TopicMeta),
 }
 
 impl MetaCommand {
@@ -199,6 +207,13 @@ impl MetaLogic {
                 None => return MetaResponse::Missing,
             },
             MetaCommand::Group(cmd) => MetaResponse::Group(state.apply_group(cmd)),
+            MetaCommand::AlterTopic { name, config } => match state.topics.get_mut(&name) {
+                Some(t) => {
+                    t.config = config;
+                    MetaResponse::Altered(t.clone())
+                }
+                None => return MetaResponse::Missing,
+            },
             MetaCommand::InitProducer { name } => {
                 let (id, epoch) = state.init_producer(name);
                 return MetaResponse::Producer { id, epoch };

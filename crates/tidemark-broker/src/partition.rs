@@ -17,6 +17,7 @@ use tidemark_types::{record_ttl_deadlines, BatchHeader, Offset, TimestampMs};
 use crate::groups::offsets::{apply_commit, is_commit, CommittedOffset};
 use crate::groups::shared::{apply_share, is_share, SharedCursor};
 use crate::producers::{BatchId, ProducerTable, SeqCheck};
+use crate::retention::trim_of;
 use crate::signal::Signal;
 
 /// Command tags: the first byte of a partition command.
@@ -61,6 +62,10 @@ pub struct IndexEntry {
     pub log_index: u64,
     pub batch_len: u32,
     pub max_timestamp: TimestampMs,
+    /// The leader's clock when it appended the batch (stamped in the command, so every
+    /// replica agrees). Time retention is judged by this, not by the producer's timestamps,
+    /// so a producer with a wrong clock can neither pin data nor have it purged at once.
+    pub append_ms: i64,
 }
 
 impl IndexEntry {
@@ -74,6 +79,8 @@ pub struct PartitionState {
     pub log_start_offset: Offset,
     pub next_offset: Offset,
     pub index: Vec<IndexEntry>,
+    /// Bytes of the batches in `index`: what retention by size counts.
+    pub retained_bytes: u64,
     pub producers: ProducerTable,
     /// Committed consumer-group offsets, by group id (see `groups::offsets`).
     pub committed: BTreeMap<u64, CommittedOffset>,
@@ -88,7 +95,7 @@ pub struct PartitionState {
 
 impl PartitionState {
     /// Judges an idempotent batch against the producer table, then indexes it.
-    fn append(&mut self, log_index: u64, h: &BatchHeader, batch: &[u8]) -> AppendResult {
+    fn append(&mut self, log_index: u64, h: &BatchHeader, batch: &[u8], append_ms: i64) -> AppendResult {
         let len = batch.len();
         let id = (h.producer_id >= 0).then_some(BatchId {
             producer_id: h.producer_id,
@@ -120,7 +127,9 @@ impl PartitionState {
             log_index,
             batch_len: len as u32,
             max_timestamp: h.max_timestamp,
+            append_ms,
         });
+        self.retained_bytes += len as u64;
         if let Some(id) = &id {
             self.producers.record(id, base_offset);
         }
@@ -191,6 +200,10 @@ pub struct PartitionLogic(pub Arc<PartitionShared>);
 
 impl StateMachineLogic for PartitionLogic {
     fn apply(&mut self, index: u64, command: &Command) -> CommandResponse {
+        if let Some(to) = trim_of(command) {
+            self.0.state.write().unwrap_or_else(|e| e.into_inner()).trim(to);
+            return CommandResponse::default();
+        }
         if is_commit(command) {
             return apply_commit(&mut self.0.state.write().unwrap_or_else(|e| e.into_inner()), command);
         }
@@ -202,7 +215,7 @@ impl StateMachineLogic for PartitionLogic {
                 let mut st = self.0.state.write().unwrap_or_else(|e| e.into_inner());
                 let (now_ms, expiry_ms) = append_clock(command);
                 st.producers.advance_clock(now_ms, expiry_ms);
-                st.append(index, &h, &batch)
+                st.append(index, &h, &batch, now_ms)
             }
             // The leader validated the batch; a command that still cannot be read is
             // skipped identically on every replica.
@@ -217,6 +230,10 @@ impl StateMachineLogic for PartitionLogic {
 
     fn snapshot(&self) -> Vec<u8> {
         bincode::serialize(&*self.0.read()).expect("partition state always encodes")
+    }
+
+    fn retained_from(&self) -> Option<u64> {
+        self.0.read().index.first().map(|e| e.log_index)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

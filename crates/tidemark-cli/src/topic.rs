@@ -1,4 +1,4 @@
-//! `tidemark topic create | list | describe | delete`.
+//! `tidemark topic create | list | describe | alter | delete`.
 
 use anyhow::Context;
 use serde::Serialize;
@@ -20,14 +20,24 @@ pub enum TopicCommand {
     /// List the topics, one name per line.
     #[command(after_help = "Examples:\n  tidemark topic list\n  tidemark topic list --format json")]
     List(ListArgs),
-    /// Show a topic's partitions: leader, replicas, log start and end offsets.
+    /// Show a topic's partitions: leader, replicas, log start and end offsets, bytes kept.
     #[command(after_help = "Examples:\n  \
         tidemark topic describe orders\n  \
         tidemark topic describe orders --format json\n\n\
         JSON: {\"name\":..,\"partitions\":[{\"partition\":0,\"leader\":1,\"replicas\":[1,2,3],\
-        \"log_start_offset\":0,\"log_end_offset\":N}],\"record_ttl_ms\":0}\n\
-        A leader of 0 means the partition is electing one right now.")]
+        \"log_start_offset\":0,\"log_end_offset\":N,\"retained_bytes\":B}],\"record_ttl_ms\":0,\
+        \"replication_factor\":3,\"retention_ms\":0,\"retention_bytes\":0}\n\
+        A leader of 0 means the partition is electing one right now. LOG START moves forward as\n\
+        retention removes the oldest batches; reads below it get OffsetOutOfRange.")]
     Describe(DescribeArgs),
+    /// Change a topic's retention or record TTL; settings not given stay as they are.
+    #[command(after_help = "Examples:\n  \
+        tidemark topic alter audit --retention-ms 86400000     # keep 1 day from now on\n  \
+        tidemark topic alter logs --retention-bytes 1073741824  # at most 1 GiB per partition\n  \
+        tidemark topic alter logs --retention-ms 0              # keep forever again\n\n\
+        Lower limits take effect on the partition leaders' next retention pass (every 5 s by\n\
+        default): the oldest whole batches past the limit are removed on every replica.")]
+    Alter(AlterArgs),
     /// Delete a topic and all its records.
     #[command(after_help = "Example:\n  tidemark topic delete orders")]
     Delete(DeleteArgs),
@@ -43,10 +53,11 @@ pub struct CreateArgs {
     /// On how many nodes each partition is kept [default: 3, or the number of live nodes if fewer].
     #[arg(long, short = 'r')]
     pub replication_factor: Option<u32>,
-    /// Delete records older than this many milliseconds (0: keep forever).
+    /// Delete batches appended more than this many milliseconds ago (0: keep forever;
+    /// otherwise at least 1000). Checked every 5 s; whole batches go.
     #[arg(long, default_value_t = 0)]
     pub retention_ms: i64,
-    /// Delete the oldest records when a partition holds more than this many bytes (0: no limit).
+    /// Delete the oldest batches while a partition holds more than this many bytes (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub retention_bytes: u64,
     /// Shared groups do not deliver records older than this many milliseconds (0: no TTL);
@@ -78,6 +89,25 @@ pub struct DescribeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct AlterArgs {
+    pub name: String,
+    /// Delete batches appended more than this many milliseconds ago (0: keep forever;
+    /// otherwise at least 1000).
+    #[arg(long)]
+    pub retention_ms: Option<i64>,
+    /// Delete the oldest batches while a partition holds more than this many bytes (0: no limit).
+    #[arg(long)]
+    pub retention_bytes: Option<u64>,
+    /// Shared groups do not deliver records older than this many milliseconds (0: no TTL).
+    #[arg(long)]
+    pub record_ttl_ms: Option<u64>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     pub name: String,
     #[arg(long, value_enum, default_value_t)]
@@ -91,6 +121,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::Create(a) => create(a).await,
         TopicCommand::List(a) => list(a).await,
         TopicCommand::Describe(a) => describe(a).await,
+        TopicCommand::Alter(a) => alter(a).await,
         TopicCommand::Delete(a) => delete(a).await,
     }
 }
@@ -154,12 +185,7 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
     match a.format {
         Format::Json => print_json(&DescribeJson::from(&d)),
         Format::Text => {
-            let retention = match (d.retention_ms, d.retention_bytes) {
-                (0, 0) => "forever".to_string(),
-                (ms, 0) => format!("{ms} ms"),
-                (0, b) => format!("{b} bytes per partition"),
-                (ms, b) => format!("{ms} ms or {b} bytes per partition"),
-            };
+            let retention = retention_text(&d);
             let ttl = match d.record_ttl_ms {
                 0 => String::new(),
                 ms => format!(", record TTL {ms} ms"),
@@ -173,6 +199,38 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
             );
             print_partitions(&d)
         }
+    }
+}
+
+async fn alter(a: AlterArgs) -> anyhow::Result<()> {
+    if a.retention_ms.is_none() && a.retention_bytes.is_none() && a.record_ttl_ms.is_none() {
+        anyhow::bail!("nothing to change: give --retention-ms, --retention-bytes or --record-ttl-ms");
+    }
+    let admin = a.client.client()?.admin();
+    let what = || format!("could not alter topic {:?}", a.name);
+    let current = admin.describe_topic(&a.name).await.with_context(what)?;
+    let ttl_ms = a.record_ttl_ms.unwrap_or(current.record_ttl_ms.max(0) as u64);
+    let settings = TopicSettings {
+        retention_ms: a.retention_ms.unwrap_or(current.retention_ms),
+        retention_bytes: a.retention_bytes.unwrap_or(current.retention_bytes),
+        record_ttl: (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms)),
+    };
+    let d = admin.alter_topic(&a.name, settings).await.with_context(what)?;
+    match a.format {
+        Format::Json => print_json(&DescribeJson::from(&d)),
+        Format::Text => {
+            println!("Altered topic {:?}: retention {}.", d.name, retention_text(&d));
+            Ok(())
+        }
+    }
+}
+
+fn retention_text(d: &TopicDescription) -> String {
+    match (d.retention_ms, d.retention_bytes) {
+        (0, 0) => "forever".to_string(),
+        (ms, 0) => format!("{ms} ms"),
+        (0, b) => format!("{b} bytes per partition"),
+        (ms, b) => format!("{ms} ms or {b} bytes per partition"),
     }
 }
 
@@ -199,10 +257,11 @@ fn print_partitions(d: &TopicDescription) -> anyhow::Result<()> {
                 id_list(&p.replicas),
                 p.log_start_offset.to_string(),
                 p.log_end_offset.to_string(),
+                p.retained_bytes.to_string(),
             ]
         })
         .collect();
-    print_table(&["PARTITION", "LEADER", "REPLICAS", "LOG START", "LOG END"], &rows)
+    print_table(&["PARTITION", "LEADER", "REPLICAS", "LOG START", "LOG END", "BYTES"], &rows)
 }
 
 /// The `topic describe --format json` shape (a stable contract: add, never rename).
@@ -212,6 +271,11 @@ struct DescribeJson<'a> {
     partitions: Vec<PartitionJson<'a>>,
     /// Shared groups do not deliver records older than this (0: no topic TTL).
     record_ttl_ms: i64,
+    replication_factor: u32,
+    /// 0: keep forever.
+    retention_ms: i64,
+    /// Per partition; 0: no size limit.
+    retention_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -222,6 +286,8 @@ struct PartitionJson<'a> {
     replicas: &'a [u64],
     log_start_offset: u64,
     log_end_offset: u64,
+    /// Bytes of batches kept from the log start to the end.
+    retained_bytes: u64,
 }
 
 impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
@@ -235,9 +301,17 @@ impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
                 replicas: &p.replicas,
                 log_start_offset: p.log_start_offset,
                 log_end_offset: p.log_end_offset,
+                retained_bytes: p.retained_bytes,
             })
             .collect();
-        DescribeJson { name: &d.name, partitions, record_ttl_ms: d.record_ttl_ms }
+        DescribeJson {
+            name: &d.name,
+            partitions,
+            record_ttl_ms: d.record_ttl_ms,
+            replication_factor: d.replication_factor,
+            retention_ms: d.retention_ms,
+            retention_bytes: d.retention_bytes,
+        }
     }
 }
 
@@ -256,6 +330,7 @@ mod tests {
                 replicas: vec![1, 2, 3],
                 log_start_offset: 0,
                 log_end_offset: 42,
+                retained_bytes: 4096,
             }],
             replication_factor: 3,
             retention_ms: 0,
@@ -265,7 +340,7 @@ mod tests {
         let json = serde_json::to_string(&DescribeJson::from(&d)).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42}],"record_ttl_ms":60000}"#
+            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42,"retained_bytes":4096}],"record_ttl_ms":60000,"replication_factor":3,"retention_ms":0,"retention_bytes":0}"#
         );
     }
 }

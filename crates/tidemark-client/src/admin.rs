@@ -55,9 +55,12 @@ pub struct PartitionDescription {
     /// `None` while the partition's group has no leader (electing).
     pub leader: Option<NodeId>,
     pub replicas: Vec<NodeId>,
+    /// The oldest offset still readable: retention moves it forward.
     pub log_start_offset: u64,
     /// The next offset to be written.
     pub log_end_offset: u64,
+    /// Bytes of record batches kept between the log start and end.
+    pub retained_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,11 +124,7 @@ impl Admin {
             name: name.to_string(),
             partitions,
             replication_factor,
-            config: Some(v1::TopicConfig {
-                retention_ms: settings.retention_ms,
-                retention_bytes: settings.retention_bytes,
-                record_ttl_ms: settings.record_ttl.map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64),
-            }),
+            config: Some(wire_config(&settings)),
         };
         let res = self
             .call(&format!("create topic {name}"), |mut c| {
@@ -156,6 +155,20 @@ impl Admin {
             .call(&format!("describe topic {name}"), |mut c| {
                 let req = req.clone();
                 async move { c.describe_topic(req).await }
+            })
+            .await;
+        Ok(description(resp.map_err(|(e, _)| e)?))
+    }
+
+    /// Replaces a topic's retention and TTL settings. Lower limits remove data within
+    /// one retention pass of the partition leaders (5 s by default).
+    pub async fn alter_topic(&self, name: &str, settings: TopicSettings) -> Result<TopicDescription> {
+        check_name(name)?;
+        let req = v1::AlterTopicRequest { name: name.to_string(), config: Some(wire_config(&settings)) };
+        let resp = self
+            .call(&format!("alter topic {name}"), |mut c| {
+                let req = req.clone();
+                async move { c.alter_topic(req).await }
             })
             .await;
         Ok(description(resp.map_err(|(e, _)| e)?))
@@ -298,6 +311,14 @@ fn check_name(name: &str) -> Result<()> {
     TopicName::new(name).map(|_| ()).map_err(|e| ClientError::InvalidArgument(e.to_string()))
 }
 
+fn wire_config(settings: &TopicSettings) -> v1::TopicConfig {
+    v1::TopicConfig {
+        retention_ms: settings.retention_ms,
+        retention_bytes: settings.retention_bytes,
+        record_ttl_ms: settings.record_ttl.map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64),
+    }
+}
+
 fn description(d: v1::TopicDescription) -> TopicDescription {
     let config = d.config.unwrap_or_default();
     let mut partitions: Vec<PartitionDescription> = d
@@ -309,6 +330,7 @@ fn description(d: v1::TopicDescription) -> TopicDescription {
             replicas: p.replicas,
             log_start_offset: p.log_start_offset,
             log_end_offset: p.log_end_offset,
+            retained_bytes: p.retained_bytes,
         })
         .collect();
     partitions.sort_by_key(|p| p.partition);

@@ -7,6 +7,7 @@ use openraft::{Config, SnapshotPolicy};
 use tidemark_storage::SharedEngine;
 use tidemark_types::{GroupId, NodeId};
 
+use crate::checkpoint::{CheckpointPolicy, CheckpointStore};
 use crate::flusher::Flusher;
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerPool};
@@ -31,8 +32,21 @@ impl Default for RaftTiming {
 /// The openraft configuration every group uses.
 ///
 /// Snapshots are never taken on openraft's own initiative and the log is never purged by
-/// it: the partition log *is* the Raft log, and only retention may remove a prefix.
-pub fn raft_config(timing: RaftTiming) -> Result<Arc<Config>, String> {
+/// it: the partition log *is* the Raft log, and only retention may remove a prefix. The
+/// broker triggers both (see `crate::checkpoint` for why the snapshot sits at the oldest
+/// retained entry).
+/// The most bytes of entries one AppendEntries may carry (the transport accepts 256 MiB).
+pub const REPLICATION_BYTES: usize = 64 << 20;
+
+/// How many entries one AppendEntries carries, so that `max_entry_bytes`-sized entries never
+/// exceed [`REPLICATION_BYTES`]: openraft caps requests by entry count only, and a request
+/// over the transport's limit would fail the same way on every retry, stalling a lagging
+/// follower for good.
+pub fn max_payload_entries(max_entry_bytes: usize) -> u64 {
+    (REPLICATION_BYTES / max_entry_bytes.max(1)).clamp(1, 256) as u64
+}
+
+pub fn raft_config(timing: RaftTiming, max_entry_bytes: usize) -> Result<Arc<Config>, String> {
     let config = Config {
         cluster_name: "tidemark".into(),
         heartbeat_interval: timing.heartbeat_ms,
@@ -40,7 +54,7 @@ pub fn raft_config(timing: RaftTiming) -> Result<Arc<Config>, String> {
         election_timeout_max: timing.election_max_ms,
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
-        max_payload_entries: 256,
+        max_payload_entries: max_payload_entries(max_entry_bytes),
         // A leader replicates an entry while its own write of it is still being synced. If
         // it then crashes before that sync, it comes back without the entry that a follower
         // may already hold. Restored as leader in the same term (openraft's default), it
@@ -60,6 +74,7 @@ pub struct GroupContext {
     pub flusher: Flusher,
     pub pool: Arc<PeerPool>,
     pub config: Arc<Config>,
+    pub checkpoints: CheckpointPolicy,
 }
 
 impl GroupContext {
@@ -67,10 +82,28 @@ impl GroupContext {
     pub async fn start_group(&self, group: GroupId, logic: Box<dyn StateMachineLogic>) -> Result<Raft, String> {
         let store = LogStore::new(group, self.engine.clone(), self.flusher.clone());
         let network = NetworkFactory::new(group, self.pool.clone());
-        let mut sm = GroupStateMachine::new(logic);
+        let checkpoints = CheckpointStore::new(group, self.engine.clone());
+        let mut sm = GroupStateMachine::open(logic, checkpoints, self.checkpoints)
+            .map_err(|e| format!("opening the state of raft group {group:#x}: {e}"))?;
         sm.skip_after_blank = crate::planted::skip_after_blank(group);
         Raft::new(self.node_id, self.config.clone(), network, store, sm)
             .await
             .map_err(|e| format!("starting raft group {group:#x}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_requests_stay_under_the_byte_cap() {
+        for batch in [1usize, 4 << 10, 1 << 20, 4 << 20, 64 << 20] {
+            let n = max_payload_entries(batch) as usize;
+            assert!(n >= 1);
+            assert!(n * batch <= REPLICATION_BYTES.max(batch), "{n} entries of {batch} bytes");
+        }
+        assert_eq!(max_payload_entries(4 << 20), 16, "the default 4 MiB batch limit");
+        assert_eq!(max_payload_entries(1024), 256, "small entries: openraft's usual count");
     }
 }

@@ -3,6 +3,7 @@
 //! injected storage engine, group commit, and the one gRPC transport shared by all groups.
 
 pub mod blocking;
+pub mod checkpoint;
 pub mod flusher;
 pub mod group;
 pub mod log_store;
@@ -15,6 +16,7 @@ pub mod state_machine;
 pub mod transport;
 pub mod types;
 
+pub use checkpoint::CheckpointPolicy;
 pub use flusher::Flusher;
 pub use group::{raft_config, GroupContext, RaftTiming};
 pub use log_store::LogStore;

@@ -31,6 +31,11 @@ pub const STATE_TREE: &str = "raft_state";
 const VOTE: u8 = b'v';
 const PURGED: u8 = b'p';
 
+#[cfg(test)]
+pub(crate) fn log_key_for_tests(group: GroupId, index: u64) -> [u8; 16] {
+    log_key(group, index)
+}
+
 fn log_key(group: GroupId, index: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&group.to_be_bytes());
@@ -38,7 +43,7 @@ fn log_key(group: GroupId, index: u64) -> [u8; 16] {
     k
 }
 
-fn state_key(group: GroupId, tag: u8) -> [u8; 9] {
+pub(crate) fn state_key(group: GroupId, tag: u8) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[..8].copy_from_slice(&group.to_be_bytes());
     k[8] = tag;
@@ -73,11 +78,12 @@ pub fn read_entries(
     rows.iter().map(|(_, v)| decode(v)).collect()
 }
 
-/// Removes every trace of a group (its log and Raft state), for a deleted topic.
+/// Removes every trace of a group (its log, Raft state and checkpoints), for a deleted
+/// topic.
 pub fn delete_group(engine: &SharedEngine, group: GroupId) -> Result<(), StorageError> {
     engine.delete_range(LOG_TREE, &log_key(group, 0), Some(&log_key(group, u64::MAX)))?;
     let mut b = WriteBatch::new();
-    for tag in [VOTE, PURGED] {
+    for tag in [VOTE, PURGED, crate::checkpoint::CHECKPOINT, crate::checkpoint::BASE] {
         b.delete(state_key(group, tag).to_vec());
     }
     engine.write(STATE_TREE, b)
@@ -194,7 +200,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.flusher.flush().await.map_err(io_err)
     }
 
+    /// Called only up to the base snapshot (see [`crate::checkpoint`]), which is in the
+    /// engine but perhaps not yet durable: sync it first, so a crash can never leave a
+    /// purged log without the snapshot that replaces it.
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        self.flusher.flush().await.map_err(io_err)?;
         self.write_state(PURGED, &log_id)?;
         self.engine
             .delete_range(LOG_TREE, &log_key(self.group, 0), Some(&log_key(self.group, log_id.index() + 1)))

@@ -15,6 +15,14 @@ pub struct AdminApi {
     pub describer: Describer,
 }
 
+fn topic_config(cfg: tidemark_proto::v1::TopicConfig) -> TopicConfig {
+    TopicConfig {
+        retention_ms: cfg.retention_ms,
+        retention_bytes: cfg.retention_bytes,
+        record_ttl_ms: cfg.record_ttl_ms,
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminApi {
     async fn create_topic(
@@ -22,12 +30,7 @@ impl Admin for AdminApi {
         request: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
         let req = request.into_inner();
-        let cfg = req.config.unwrap_or_default();
-        let config = TopicConfig {
-            retention_ms: cfg.retention_ms,
-            retention_bytes: cfg.retention_bytes,
-            record_ttl_ms: cfg.record_ttl_ms,
-        };
+        let config = topic_config(req.config.unwrap_or_default());
         let t = self
             .broker
             .create_topic(&req.name, req.partitions, req.replication_factor, config)
@@ -47,6 +50,17 @@ impl Admin for AdminApi {
         request: Request<DescribeTopicRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
         let t = self.broker.topic(&request.into_inner().name).map_err(to_status)?;
+        Ok(Response::new(self.describer.describe(&t).await))
+    }
+
+    async fn alter_topic(&self, request: Request<AlterTopicRequest>) -> Result<Response<TopicDescription>, Status> {
+        let req = request.into_inner();
+        let config = req.config.ok_or_else(|| {
+            Status::invalid_argument(
+                "AlterTopic needs the whole new config (describe the topic to read the current one)",
+            )
+        })?;
+        let t = self.broker.alter_topic(&req.name, topic_config(config)).await.map_err(to_status)?;
         Ok(Response::new(self.describer.describe(&t).await))
     }
 

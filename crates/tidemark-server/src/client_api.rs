@@ -104,7 +104,15 @@ impl Tidemark for ClientApi {
         let (offset, start, end) =
             self.broker.list_offsets(&req.topic, req.partition, spec).await.map_err(to_status)?;
         let leader = self.broker.node_id();
-        Ok(Response::new(ListOffsetsResponse { offset, log_start_offset: start, log_end_offset: end, leader }))
+        let group = self.broker.topic(&req.topic).map_err(to_status)?.group(req.partition);
+        let retained_bytes = self.broker.partition_offsets(group).map_or(0, |o| o.3);
+        Ok(Response::new(ListOffsetsResponse {
+            offset,
+            log_start_offset: start,
+            log_end_offset: end,
+            leader,
+            retained_bytes,
+        }))
     }
 
     async fn metadata(&self, request: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {

@@ -44,6 +44,12 @@ pub struct NodeConfig {
     /// How long a partition remembers an idle idempotent producer (its sequence numbers
     /// for deduplication). Default one day, like Kafka's producer.id.expiration.ms.
     pub producer_expiry_ms: u64,
+    /// How often partition leaders enforce retention and every group snapshots and
+    /// purges its log: data past retention is gone within about this long.
+    pub retention_check_ms: u64,
+    /// A state machine checkpoints after this many applied entries, so a restart
+    /// re-applies at most this many (or 64 MiB of commands, whichever comes first).
+    pub checkpoint_entries: u64,
 }
 
 impl Default for NodeConfig {
@@ -61,6 +67,8 @@ impl Default for NodeConfig {
             max_batch_bytes: limits.max_batch_bytes,
             max_record_bytes: limits.max_record_bytes,
             producer_expiry_ms: tidemark_broker::DEFAULT_PRODUCER_EXPIRY.as_millis() as u64,
+            retention_check_ms: tidemark_broker::DEFAULT_RETENTION_CHECK.as_millis() as u64,
+            checkpoint_entries: tidemark_raft::CheckpointPolicy::default().entries,
         }
     }
 }
@@ -143,6 +151,15 @@ impl NodeConfig {
                 "must be at least 60000 (one minute): a producer retrying for longer than this would be \
                  refused as unknown",
             ));
+        }
+        if !(100..=30_000).contains(&self.retention_check_ms) {
+            return Err(invalid(
+                "retention_check_ms",
+                "must be 100 to 30000: retention is promised within 30 s of its limit",
+            ));
+        }
+        if self.checkpoint_entries == 0 {
+            return Err(invalid("checkpoint_entries", "must be at least 1"));
         }
         if self.max_batch_bytes > 64 << 20 {
             return Err(invalid("max_batch_bytes", "must be at most 64 MiB"));

@@ -20,9 +20,9 @@ impl Describer {
         let mut partitions = Vec::with_capacity(t.replicas.len());
         for (p, replicas) in t.replicas.iter().enumerate() {
             let p = p as u32;
-            let (start, end, leader) = match self.broker.partition_offsets(t.group(p)) {
-                Some((s, e, l)) if l.is_some() => (s, e, l),
-                _ => self.ask_remote(t, p, replicas).await.unwrap_or((0, 0, None)),
+            let (start, end, leader, bytes) = match self.broker.partition_offsets(t.group(p)) {
+                Some((s, e, l, b)) if l.is_some() => (s, e, l, b),
+                _ => self.ask_remote(t, p, replicas).await.unwrap_or((0, 0, None, 0)),
             };
             partitions.push(PartitionInfo {
                 partition: p,
@@ -30,6 +30,7 @@ impl Describer {
                 replicas: replicas.clone(),
                 log_start_offset: start,
                 log_end_offset: end,
+                retained_bytes: bytes,
             });
         }
         TopicDescription {
@@ -46,7 +47,7 @@ impl Describer {
 
     /// Asks the other replicas in turn (the leader is among them) for the partition's
     /// offsets, each with a short timeout.
-    async fn ask_remote(&self, t: &TopicMeta, p: u32, replicas: &[u64]) -> Option<(u64, u64, Option<u64>)> {
+    async fn ask_remote(&self, t: &TopicMeta, p: u32, replicas: &[u64]) -> Option<(u64, u64, Option<u64>, u64)> {
         for &node in replicas.iter().filter(|id| **id != self.broker.node_id()) {
             let Some(addr) = self.broker.node_addr(node) else { continue };
             let Ok(channel) = self.broker.peer_pool().channel(node, &addr) else { continue };
@@ -54,7 +55,7 @@ impl Describer {
             let mut client = TidemarkClient::new(channel);
             if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(500), client.list_offsets(req)).await {
                 let r = r.into_inner();
-                return Some((r.log_start_offset, r.log_end_offset, Some(r.leader)));
+                return Some((r.log_start_offset, r.log_end_offset, Some(r.leader), r.retained_bytes));
             }
         }
         None

@@ -64,6 +64,8 @@ impl Node {
             timing: config.timing(),
             limits: config.limits(),
             producer_expiry: std::time::Duration::from_millis(config.producer_expiry_ms),
+            retention_check: std::time::Duration::from_millis(config.retention_check_ms),
+            checkpoints: tidemark_raft::CheckpointPolicy { entries: config.checkpoint_entries, ..Default::default() },
         };
         let broker = Broker::start(broker_cfg, engine).await?;
         let describer = Describer { broker: broker.clone() };

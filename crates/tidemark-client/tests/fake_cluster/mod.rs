@@ -98,6 +98,7 @@ impl Shared {
                 replicas: p.replicas.clone(),
                 log_start_offset: 0,
                 log_end_offset: p.next,
+                retained_bytes: 0,
             })
             .collect();
         TopicDescription {
@@ -281,7 +282,13 @@ impl Tidemark for FakeNode {
             Some(Spec::Latest(_)) | None => p.next,
             Some(Spec::Earliest(_)) | Some(Spec::TimestampMs(_)) => 0,
         };
-        Ok(Response::new(ListOffsetsResponse { offset, log_start_offset: 0, log_end_offset: p.next, leader: self.id }))
+        Ok(Response::new(ListOffsetsResponse {
+            offset,
+            log_start_offset: 0,
+            log_end_offset: p.next,
+            leader: self.id,
+            retained_bytes: 0,
+        }))
     }
 
     async fn metadata(&self, _: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {
@@ -319,6 +326,10 @@ impl Admin for FakeNode {
             }
         });
         Ok(Response::new(CreateTopicResponse { topic: Some(topic) }))
+    }
+
+    async fn alter_topic(&self, _: Request<AlterTopicRequest>) -> Result<Response<TopicDescription>, Status> {
+        Err(Status::unimplemented("the fake cluster does not alter topics"))
     }
 
     async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
