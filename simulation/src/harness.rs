@@ -38,6 +38,11 @@ fn node_ip(i: usize) -> IpAddr {
 impl SimCluster {
     /// Boots `n` nodes (ids 1..=n) that form one cluster.
     pub fn start(n: usize) -> SimCluster {
+        Self::start_with(n, |_| {})
+    }
+
+    /// Like [`Self::start`], with `tweak` applied to every node's configuration.
+    pub fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> SimCluster {
         let handle = Handle::current();
         let addrs: Vec<String> = (0..n).map(|i| format!("{}:9092", node_ip(i))).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
@@ -45,12 +50,13 @@ impl SimCluster {
         let brokers: Vec<BrokerSlot> = (0..n).map(|_| BrokerSlot::default()).collect();
         let nodes = (0..n)
             .map(|i| {
-                let config = NodeConfig {
+                let mut config = NodeConfig {
                     id: i as u64 + 1,
                     listen: addrs[i].clone(),
                     peers: peers.clone(),
                     ..Default::default()
                 };
+                tweak(&mut config);
                 let engine = engines[i].clone();
                 let slot = brokers[i].clone();
                 handle
@@ -103,6 +109,12 @@ impl SimCluster {
         self.handle.kill(self.nodes[i].id());
         self.brokers[i].lock().unwrap_or_else(|e| e.into_inner()).take();
         self.engines[i].crash(keep_unsynced);
+    }
+
+    /// Kills node `i` and wipes its disk: it restarts empty and must rebuild from peers.
+    pub fn kill_and_wipe(&self, i: usize) {
+        self.kill(i);
+        self.engines[i].wipe();
     }
 
     pub fn restart(&self, i: usize) {

@@ -36,6 +36,15 @@ pub struct ServeArgs {
     /// day). A producer idle for longer must register again.
     #[arg(long, env = "TIDEMARK_PRODUCER_EXPIRY_MS")]
     pub producer_expiry_ms: Option<u64>,
+    /// How often partition leaders enforce retention and every group snapshots and purges
+    /// its log, in ms (default 5000; 100 to 30000). Data past retention is gone within
+    /// about this long.
+    #[arg(long, env = "TIDEMARK_RETENTION_CHECK_MS")]
+    pub retention_check_ms: Option<u64>,
+    /// Checkpoint each state machine after this many applied entries (default 8192): a
+    /// restart re-applies at most this many per group.
+    #[arg(long, env = "TIDEMARK_CHECKPOINT_ENTRIES")]
+    pub checkpoint_entries: Option<u64>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -62,6 +71,12 @@ impl ServeArgs {
         }
         if let Some(ms) = self.producer_expiry_ms {
             c.producer_expiry_ms = ms;
+        }
+        if let Some(ms) = self.retention_check_ms {
+            c.retention_check_ms = ms;
+        }
+        if let Some(n) = self.checkpoint_entries {
+            c.checkpoint_entries = n;
         }
         c.validate()?;
         Ok(c)

@@ -61,6 +61,11 @@ pub fn raft_config(timing: RaftTiming, max_entry_bytes: usize) -> Result<Arc<Con
         // would hand that log id to a different entry and the replicas would diverge. An
         // election gives it a new term, so every log id names one entry only.
         enable_leader_restore: Some(false),
+        // A follower whose disk was wiped or replaced comes back with an empty log. Without
+        // this, openraft treats that as a bug and panics the *leader's* group; with it, the
+        // leader starts the follower over (snapshot, then every retained entry). Acknowledged
+        // entries are fsynced on a majority, so a lost minority disk loses nothing.
+        allow_log_reversion: Some(true),
         ..Default::default()
     };
     Ok(Arc::new(config.validate().map_err(|e| e.to_string())?))
