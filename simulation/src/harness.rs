@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId as SimNodeId;
+use openraft::async_runtime::watch::WatchReceiver;
 use tidemark_broker::Broker;
 use tidemark_server::{Node, NodeConfig};
 use tidemark_storage::MemoryEngine;
@@ -133,6 +134,24 @@ impl SimCluster {
     /// The broker of node `i`'s running incarnation, once it has started.
     pub fn broker(&self, i: usize) -> Option<Arc<Broker>> {
         self.brokers[i].lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether every node runs and, in every Raft group, every replica's log holds every
+    /// entry its leader has committed: then losing any one node's disk loses no
+    /// acknowledged entry (the others hold them all).
+    pub fn groups_in_sync(&self) -> bool {
+        // Per group: (highest committed index any replica knows, lowest last log index).
+        let mut by_group: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+        for i in 0..self.len() {
+            let Some(broker) = self.broker(i) else { return false };
+            for (group, raft) in broker.registry().groups() {
+                let m = raft.metrics().borrow_watched().clone();
+                let e = by_group.entry(group).or_insert((0, u64::MAX));
+                e.0 = e.0.max(m.cluster_committed.map_or(0, |id| id.index));
+                e.1 = e.1.min(m.last_log_index.unwrap_or(0));
+            }
+        }
+        by_group.values().all(|(committed, lowest)| lowest >= committed)
     }
 
     pub fn bootstrap(&self) -> String {

@@ -26,7 +26,9 @@ pub async fn read_replicas(cluster: &SimCluster, topics: &[TopicSpec], limit: Du
         let snapshot = snapshot(cluster, topics);
         let converged = snapshot.iter().all(|p| {
             p.replicas.iter().all(|r| r.error.is_none())
-                && p.replicas.windows(2).all(|w| w[0].next_offset == w[1].next_offset)
+                && p.replicas
+                    .windows(2)
+                    .all(|w| (w[0].log_start, w[0].next_offset) == (w[1].log_start, w[1].next_offset))
         });
         if converged || tokio::time::Instant::now() >= deadline {
             return snapshot;

@@ -151,7 +151,12 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
     if let Some(p) = cfg.planted {
         set_planted(p, true);
     }
-    let cluster = SimCluster::start(n);
+    // Snapshots, purges and checkpoints every second or 64 entries, so catch-up by
+    // snapshot install and restarts from checkpoints happen under the faults.
+    let cluster = SimCluster::start_with(n, |c| {
+        c.checkpoint_entries = 64;
+        c.retention_check_ms = 1000;
+    });
     if cfg.planted == Some(Planted::FsyncNoop) {
         cluster.engines.iter().for_each(|e| e.set_fsync_noop(true));
     }
@@ -179,7 +184,11 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
         Box::new(Producers { first_id: 4, count: 1, idempotent: false }),
         Box::new(Tailers { count: 2 }),
     ];
-    let running: Vec<_> = workloads.iter().map(|w| host.spawn(w.run(ctx.clone()))).collect();
+    let mut running: Vec<_> = workloads.iter().map(|w| host.spawn(w.run(ctx.clone()))).collect();
+    // One producer on the small-retention topic: only the replica checker judges it.
+    let retained_ctx = WorkloadCtx { topics: vec![retained_topic()], recorder: Recorder::default(), ..ctx.clone() };
+    let retained_producer = Producers { first_id: 10, count: 1, idempotent: true };
+    running.push(host.spawn(retained_producer.run(retained_ctx)));
     // The groups stop (and start draining) only once the producers are done, so the
     // drain knows every acknowledged record it has to settle.
     let group_ctx = WorkloadCtx { stop: StopFlag::default(), ..ctx.clone() };
@@ -214,7 +223,9 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
         }
         GroupRun::Partitioned(_) => None,
     };
-    record.replicas = crate::replicas::read_replicas(&cluster, &topics, Duration::from_secs(30)).await;
+    let all_topics: Vec<TopicSpec> = topics.iter().cloned().chain([retained_topic()]).collect();
+    record.replicas = crate::replicas::read_replicas(&cluster, &all_topics, Duration::from_secs(30)).await;
+    record.retention_topics = vec![RETAINED_TOPIC.to_string()];
 
     record.history = ctx.recorder.take();
     match dead {
@@ -235,6 +246,16 @@ pub async fn run(seed: u64, cfg: ScenarioConfig) -> RunResult {
     }
     stats.virtual_time = trace.elapsed();
     RunResult { seed, fingerprint: trace.fingerprint(), violations, stats }
+}
+
+/// A topic whose retention keeps only the newest few KiB, so leaders trim, snapshot and
+/// purge all through the run. Its records are not in the history checkers' view (they are
+/// meant to disappear); the replica checker compares every replica of it from its log start.
+const RETAINED_TOPIC: &str = "r0";
+const RETAINED_BYTES: u64 = 4096;
+
+fn retained_topic() -> TopicSpec {
+    TopicSpec { name: RETAINED_TOPIC.into(), partitions: 1 }
 }
 
 /// The consumer group a run exercises.
@@ -282,6 +303,16 @@ async fn create_topics(ctx: WorkloadCtx, group: GroupRun) -> Result<(), String> 
             }
         }
         ctx.trace.event(format!("topic {} created with {} partitions", t.name, t.partitions));
+    }
+    let settings = tidemark_client::TopicSettings { retention_bytes: RETAINED_BYTES, ..Default::default() };
+    let mut tries = 0;
+    while let Err(e) = client.admin().create_topic_with(RETAINED_TOPIC, 1, 3, settings).await {
+        match e.code() {
+            Some(tidemark_client::ErrorCode::TopicExists) if tries > 0 => break,
+            _ if tries < 5 => tries += 1,
+            _ => return Err(format!("creating topic {RETAINED_TOPIC}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     match &group {
         GroupRun::Partitioned(spec) => create_group(&ctx, spec, false).await,

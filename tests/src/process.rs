@@ -24,14 +24,22 @@ pub struct ProcessCluster {
     pub addrs: Vec<String>,
     children: Vec<Option<Child>>,
     peers: String,
+    /// Extra `serve` flags every node gets.
+    extra: Vec<String>,
 }
 
 impl ProcessCluster {
     pub fn start(n: usize) -> anyhow::Result<ProcessCluster> {
+        Self::start_with(n, &[])
+    }
+
+    /// Like [`Self::start`], with extra `serve` flags for every node.
+    pub fn start_with(n: usize, extra: &[&str]) -> anyhow::Result<ProcessCluster> {
         crate::init_logging();
         let addrs: Vec<String> = free_ports(n).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
-        let mut c = ProcessCluster { dir: tempfile::tempdir()?, addrs, children: Vec::new(), peers };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut c = ProcessCluster { dir: tempfile::tempdir()?, addrs, children: Vec::new(), peers, extra };
         for i in 0..n {
             let child = c.spawn(i)?;
             c.children.push(Some(child));
@@ -44,12 +52,35 @@ impl ProcessCluster {
         let child = Command::new(tidemark_binary())
             .args(["serve", "--id", &(i + 1).to_string(), "--listen", &self.addrs[i], "--peers", &self.peers])
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node-{}", i + 1)))
+            .arg(self.data_dir(i))
+            .args(&self.extra)
             .env("RUST_LOG", std::env::var("TIDEMARK_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
         Ok(child)
+    }
+
+    /// Node `i`'s data directory (0-based).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{}", i + 1))
+    }
+
+    /// Bytes of every file under node `i`'s data directory.
+    pub fn disk_bytes(&self, i: usize) -> u64 {
+        fn walk(p: &std::path::Path) -> u64 {
+            std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.data_dir(i))
     }
 
     pub fn bootstrap(&self) -> String {

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// restart re-applies at most this many per group.
     #[arg(long, env = "TIDEMARK_CHECKPOINT_ENTRIES")]
     pub checkpoint_entries: Option<u64>,
+    /// Size at which record-log segment files roll, in bytes (default 64 MiB; 1 MiB to
+    /// 1 GiB). Disk use runs up to a few segments above what retention keeps.
+    #[arg(long, env = "TIDEMARK_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -78,6 +82,9 @@ impl ServeArgs {
         if let Some(n) = self.checkpoint_entries {
             c.checkpoint_entries = n;
         }
+        if let Some(n) = self.segment_bytes {
+            c.segment_bytes = n;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -94,7 +101,7 @@ pub async fn start_node(config: NodeConfig) -> anyhow::Result<Node> {
     check_port_free(&config.listen)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let engine = tidemark_server::open_storage(&config.data_dir)
+    let engine = tidemark_server::open_storage(&config)
         .with_context(|| format!("cannot open storage in {} (is another node using it?)", config.data_dir.display()))?;
     let node = Node::start(config.clone(), Arc::new(engine), shutdown_signal()).await?;
     eprintln!("tidemark node {} listening on {} (data in {})", config.id, config.listen, config.data_dir.display());

@@ -52,6 +52,11 @@ impl GroupRegistry {
         self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(&group)
     }
 
+    /// Every group registered now, for tools that look at all of them (tests, metrics).
+    pub fn groups(&self) -> Vec<(GroupId, Raft)> {
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(g, r)| (*g, r.clone())).collect()
+    }
+
     pub fn get(&self, group: GroupId) -> Option<Raft> {
         self.groups.read().unwrap_or_else(|e| e.into_inner()).get(&group).cloned()
     }

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// A state machine checkpoints after this many applied entries, so a restart
     /// re-applies at most this many (or 64 MiB of commands, whichever comes first).
     pub checkpoint_entries: u64,
+    /// Segment files of the record log roll at this size. Space comes back a segment at a
+    /// time, so disk use runs up to a few segments above what retention keeps.
+    pub segment_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -69,6 +72,7 @@ impl Default for NodeConfig {
             producer_expiry_ms: tidemark_broker::DEFAULT_PRODUCER_EXPIRY.as_millis() as u64,
             retention_check_ms: tidemark_broker::DEFAULT_RETENTION_CHECK.as_millis() as u64,
             checkpoint_entries: tidemark_raft::CheckpointPolicy::default().entries,
+            segment_bytes: tidemark_storage::segment::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
@@ -157,6 +161,9 @@ impl NodeConfig {
                 "retention_check_ms",
                 "must be 100 to 30000: retention is promised within 30 s of its limit",
             ));
+        }
+        if !(1 << 20..=1 << 30).contains(&self.segment_bytes) {
+            return Err(invalid("segment_bytes", "must be 1 MiB to 1 GiB (1048576 to 1073741824)"));
         }
         if self.checkpoint_entries == 0 {
             return Err(invalid("checkpoint_entries", "must be at least 1"));

@@ -26,9 +26,10 @@ use crate::raft_api::RaftApi;
 /// replays the log index.
 #[cfg(not(madsim))]
 pub fn open_storage(
-    data_dir: &std::path::Path,
+    config: &crate::NodeConfig,
 ) -> Result<tidemark_storage::SegmentedEngine<tidemark_storage::SledEngine>, tidemark_storage::StorageError> {
-    tidemark_storage::SegmentedEngine::open_data_dir(data_dir, tidemark_raft::log_store::LOG_TREE)
+    let tree = tidemark_raft::log_store::LOG_TREE;
+    tidemark_storage::SegmentedEngine::open_data_dir(&config.data_dir, tree, config.segment_bytes)
 }
 
 /// Large enough for the biggest allowed batch plus framing, and for Raft appends that

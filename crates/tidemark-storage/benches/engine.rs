@@ -49,7 +49,17 @@ fn engines(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Engine>)> {
     let memory: (&'static str, Arc<dyn Engine>) = ("memory", Arc::new(MemoryEngine::new()));
     #[cfg(not(madsim))]
     return vec![
-        ("segmented", Arc::new(tidemark_storage::SegmentedEngine::open_data_dir(&dir.join("seg"), TREE).unwrap())),
+        (
+            "segmented",
+            Arc::new(
+                tidemark_storage::SegmentedEngine::open_data_dir(
+                    &dir.join("seg"),
+                    TREE,
+                    tidemark_storage::segment::DEFAULT_SEGMENT_BYTES,
+                )
+                .unwrap(),
+            ),
+        ),
         ("sled", Arc::new(tidemark_storage::SledEngine::open(&dir.join("sled")).expect("open sled in a temp dir"))),
         memory,
     ];

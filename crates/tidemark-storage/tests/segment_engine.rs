@@ -162,7 +162,8 @@ fn writes_to_other_trees_go_to_the_inner_engine() {
 fn a_data_dir_of_the_old_all_sled_layout_is_refused_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     drop(tidemark_storage::SledEngine::open(dir.path()).unwrap());
-    let err = SegmentedEngine::open_data_dir(dir.path(), LOG).unwrap_err();
+    let err =
+        SegmentedEngine::open_data_dir(dir.path(), LOG, tidemark_storage::segment::DEFAULT_SEGMENT_BYTES).unwrap_err();
     assert!(err.to_string().contains("old all-sled layout") && err.to_string().contains("move it aside"), "{err}");
 }
 
@@ -170,13 +171,14 @@ fn a_data_dir_of_the_old_all_sled_layout_is_refused_with_a_hint() {
 fn a_fresh_data_dir_keeps_log_and_state_apart_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let e = SegmentedEngine::open_data_dir(dir.path(), LOG).unwrap();
+        let e =
+            SegmentedEngine::open_data_dir(dir.path(), LOG, tidemark_storage::segment::DEFAULT_SEGMENT_BYTES).unwrap();
         e.put(LOG, &key(1), b"entry").unwrap();
         e.put("raft_state", b"vote", b"v").unwrap();
         e.flush().unwrap();
     }
     assert!(dir.path().join("log").is_dir() && dir.path().join("state").is_dir());
-    let e = SegmentedEngine::open_data_dir(dir.path(), LOG).unwrap();
+    let e = SegmentedEngine::open_data_dir(dir.path(), LOG, tidemark_storage::segment::DEFAULT_SEGMENT_BYTES).unwrap();
     assert_eq!(e.get(LOG, &key(1)).unwrap(), Some(b"entry".to_vec()));
     assert_eq!(e.get("raft_state", b"vote").unwrap(), Some(b"v".to_vec()));
 }

@@ -72,6 +72,8 @@ pub struct RunRecord {
     pub history: History,
     pub replicas: Vec<PartitionReplicas>,
     pub liveness: Liveness,
+    /// Topics whose retention removes old records: only the replica comparison applies.
+    pub retention_topics: Vec<String>,
 }
 
 impl RunRecord {

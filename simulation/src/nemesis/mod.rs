@@ -109,6 +109,17 @@ impl<'a> Nemesis<'a> {
                 }
                 ok
             }
+            Fault::Wipe { node } => {
+                // Only when no replica lags (see `plan::add_wipe`); otherwise skipped.
+                let ok = self.nodes.iter().all(|s| *s == NodeState::default()) && self.cluster.groups_in_sync();
+                if ok {
+                    self.crash(*node, 0.0);
+                    self.cluster.engines[*node].wipe();
+                    self.killed_by.insert(p.id, vec![*node]);
+                    self.trace.event(format!("node {} disk wiped", node + 1));
+                }
+                ok
+            }
             Fault::FsyncError { node } => {
                 let ok = !self.nodes[*node].down;
                 if ok {
@@ -128,7 +139,7 @@ impl<'a> Nemesis<'a> {
 
     fn end(&mut self, p: &Planned) {
         match &p.fault {
-            Fault::Kill { .. } => {
+            Fault::Kill { .. } | Fault::Wipe { .. } => {
                 for i in self.killed_by.remove(&p.id).unwrap_or_default() {
                     self.restart(i);
                 }

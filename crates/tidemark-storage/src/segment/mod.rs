@@ -48,7 +48,7 @@ impl SegmentedEngine<crate::SledEngine> {
     /// Opens a node's data directory: segments in `dir/log`, sled in `dir/state`.
     /// Blocking (replays the log). Refuses a directory laid out by an older release, in
     /// which sled held the whole log, rather than start empty beside it.
-    pub fn open_data_dir(dir: &Path, log_tree: &str) -> Result<Self> {
+    pub fn open_data_dir(dir: &Path, log_tree: &str, segment_bytes: u64) -> Result<Self> {
         if dir.join("conf").exists() && dir.join("db").exists() {
             return Err(crate::StorageError::Corrupt {
                 op: "open",
@@ -60,7 +60,7 @@ impl SegmentedEngine<crate::SledEngine> {
             });
         }
         let inner = crate::SledEngine::open(&dir.join("state"))?;
-        Self::open(&dir.join("log"), log_tree, inner, DEFAULT_SEGMENT_BYTES)
+        Self::open(&dir.join("log"), log_tree, inner, segment_bytes)
     }
 }
 
