@@ -32,6 +32,8 @@ pub const TAG_TRIM: u8 = 4;
 
 /// How long a leader waits for its Trim to commit before trying again next tick.
 const TRIM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a pass waits for a triggered snapshot before purging up to the older one.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
 
 /// A command that moves the partition's log start to `to` (a batch boundary).
 pub fn trim_command(to: Offset) -> Command {
@@ -152,10 +154,12 @@ impl Broker {
     }
 }
 
-/// One step of compaction for a group: a snapshot when the purge point can move, else a
-/// purge up to the snapshot. `retained_from` is `Some` for a partition (its oldest
-/// retained entry, if any); the metadata group keeps no data in its log and snapshots
-/// once `every` entries were applied since the last snapshot.
+/// One step of compaction for a group: a purge up to the snapshot the previous step built,
+/// then a new snapshot if the purge point can move further. Both every step: under steady
+/// writes retention moves the point on every pass, and a purge that waited for a quiet
+/// pass would never run. `retained_from` is `Some` for a partition (its oldest retained
+/// entry, if any); the metadata group keeps no data in its log and snapshots once `every`
+/// entries were applied since the last snapshot.
 async fn compact(raft: &Raft, retained_from: Option<Option<u64>>, every: u64) -> Result<(), String> {
     let (applied, snapshot, purged) = {
         let m = raft.metrics().borrow_watched().clone();
@@ -168,13 +172,21 @@ async fn compact(raft: &Raft, retained_from: Option<Option<u64>>, every: u64) ->
         Some(None) => applied > snap,
         Some(Some(first)) => first.saturating_sub(1).min(applied) > snap,
     };
+    let mut purge_to = snapshot.filter(|_| snapshot > purged);
     if due {
-        raft.trigger().snapshot().await.map_err(|e| e.to_string())
-    } else if snapshot > purged {
-        raft.trigger().purge_log(snap).await.map_err(|e| e.to_string())
-    } else {
-        Ok(())
+        raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+        // Building is quick (small state); purging right after it, not a pass later,
+        // keeps the disk one pass of writes closer to what retention keeps.
+        let built =
+            raft.wait(Some(SNAPSHOT_WAIT)).metrics(|m| m.snapshot.map(|l| l.index) > snapshot, "snapshot built").await;
+        if let Ok(m) = built {
+            purge_to = m.snapshot.map(|l| l.index).filter(|s| Some(*s) > purged);
+        }
     }
+    if let Some(index) = purge_to {
+        raft.trigger().purge_log(index).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -216,3 +216,31 @@ fn a_long_lived_value_does_not_pin_the_dead_segments_after_it() {
     assert_eq!(e.get(LOG, &pinned).unwrap().as_deref(), Some(&b"kept for a long time"[..]));
     assert_eq!(keys(&e), vec![395, 396, 397, 398, 399, u64::MAX], "deleted values stay deleted after reopen");
 }
+
+/// The oldest segment holds one small survivor (the metadata group's first entry, say)
+/// while everything after it is live: the whole log is far from half dead, but that one
+/// value must still not keep the segment on disk.
+#[test]
+fn a_mostly_dead_oldest_segment_is_emptied_even_when_the_rest_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path(), 4096);
+    e.put(LOG, &key(u64::MAX), b"survivor").unwrap();
+    for i in 0..7u64 {
+        e.put(LOG, &key(i), &[1; 500]).unwrap(); // the rest of segment 1, deleted below
+    }
+    for i in 100..140u64 {
+        e.put(LOG, &key(i), &[2; 500]).unwrap(); // live data in the later segments
+    }
+    e.delete_range(LOG, &key(0), Some(&key(7))).unwrap();
+    e.flush().unwrap();
+    let first = dir.path().join(format!("{:020}.log", 1));
+    assert!(first.exists());
+    let (size, live) = e.log().disk_usage();
+    assert!(live * 2 > size, "the log as a whole is mostly live ({live} of {size})");
+    e.maintain().unwrap();
+    assert!(!first.exists(), "the oldest segment was emptied and removed");
+    drop(e);
+    let e = open(dir.path(), 4096);
+    assert_eq!(e.get(LOG, &key(u64::MAX)).unwrap().as_deref(), Some(&b"survivor"[..]));
+    assert_eq!(keys(&e).len(), 41);
+}

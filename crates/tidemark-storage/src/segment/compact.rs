@@ -1,7 +1,7 @@
 //! Giving back the space of segments that hold mostly dead values.
 //!
 //! ```text
-//!   live bytes < half of the log on disk?  ──no──▶ nothing to do
+//!   oldest segment under a quarter live, or the whole log under half live?  ──no──▶ done
 //!        │yes
 //!        ▼
 //!   oldest segment: copy its live values to the head (a few MiB per lock hold)
@@ -24,6 +24,10 @@ use crate::{BatchOp, Result};
 
 /// At most this much is copied per hold of the write lock, so writers wait briefly.
 const CHUNK_BYTES: u64 = 4 << 20;
+/// An oldest segment with less live data than this share of its size is copied forward
+/// whatever the rest looks like: a few surviving values (the metadata group's, a slow
+/// topic's) must not keep a whole segment, and every later one, on disk.
+const OLDEST_LIVE_SHARE: u64 = 4;
 
 /// What a compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,12 +37,15 @@ pub struct Compaction {
 }
 
 impl SegmentLog {
-    /// Empties (and unlinks) the oldest segments while less than half of the bytes on
-    /// disk are live and more than two segments' worth are on disk, at most `max_segments`
-    /// per call. Blocking: run it off the write path.
-    pub fn compact(&self, max_segments: u64) -> Result<Compaction> {
+    /// Empties (and unlinks) the oldest segment while it is under a quarter live, or while
+    /// less than half of the bytes on disk are live and more than two segments' worth are
+    /// on disk; it stops once `max_copy` bytes were copied. Blocking: run it off the write
+    /// path.
+    pub fn compact(&self, max_copy: u64) -> Result<Compaction> {
         let mut done = Compaction::default();
-        while done.segments_emptied < max_segments {
+        // Segments emptied by deletes since the last write go now, even on an idle log.
+        self.flush()?;
+        while done.bytes_rewritten < max_copy {
             let Some(oldest) = self.compaction_candidate() else { break };
             done.bytes_rewritten += self.rewrite_segment(oldest)?;
             done.segments_emptied += 1;
@@ -59,8 +66,9 @@ impl SegmentLog {
         let index = self.read_index();
         let (size, live) =
             index.segments.values().fold((0u64, 0u64), |(size, live), s| (size + s.size, live + s.live_bytes));
-        let (&oldest, _) = index.segments.first_key_value()?;
-        let worth_it = size > 2 * self.segment_bytes && live * 2 < size;
+        let (&oldest, seg) = index.segments.first_key_value()?;
+        let mostly_dead = seg.live_bytes * OLDEST_LIVE_SHARE < seg.size;
+        let worth_it = mostly_dead || (size > 2 * self.segment_bytes && live * 2 < size);
         (oldest != active && worth_it).then_some(oldest)
     }
 
