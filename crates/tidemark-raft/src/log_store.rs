@@ -201,11 +201,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// Called only up to the base snapshot (see [`crate::checkpoint`]), which is in the
-    /// engine but perhaps not yet durable: sync it first, so a crash can never leave a
-    /// purged log without the snapshot that replaces it.
+    /// engine but perhaps not yet durable. The snapshot and the purged mark are synced
+    /// before any entry is deleted: the log and the small state live in different files,
+    /// so a crash could otherwise keep the deletes but lose the mark, and the restarted
+    /// group would look for entries that are gone ("log entry not found" at index 0).
+    /// Entries that survive a crash below a durable mark are deleted by the next purge.
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        self.flusher.flush().await.map_err(io_err)?;
         self.write_state(PURGED, &log_id)?;
+        self.flusher.flush().await.map_err(io_err)?;
         self.engine
             .delete_range(LOG_TREE, &log_key(self.group, 0), Some(&log_key(self.group, log_id.index() + 1)))
             .map_err(io_err)?;
@@ -213,3 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "log_store_tests.rs"]
+mod tests;
