@@ -233,7 +233,7 @@ impl StateMachineLogic for PartitionLogic {
     }
 
     fn retained_from(&self) -> Option<u64> {
-        self.0.read().index.first().map(|e| e.log_index)
+        self.0.read().retained_from()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

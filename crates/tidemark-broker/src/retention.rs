@@ -5,7 +5,7 @@
 //!  every tick, on each partition this node leads:
 //!    retention_point(topic limits, leader clock) > log start ? ─▶ Trim command (replicated)
 //!  every tick, on every group this node hosts (leader or not):
-//!    oldest entry still needed moved past the snapshot ? ─▶ trigger snapshot
+//!    oldest entry still needed moved past the snapshot ? ─▶ build a snapshot, wait for it
 //!    snapshot past the purge point ?                     ─▶ purge the Raft log up to it
 //!  then the storage engine compacts (gives back the space purges freed)
 //! ```
@@ -52,6 +52,11 @@ pub fn trim_of(command: &Command) -> Option<Offset> {
 }
 
 impl PartitionState {
+    /// The Raft log index of the oldest retained batch: the log must be kept from there on.
+    pub fn retained_from(&self) -> Option<u64> {
+        self.index.first().map(|e| e.log_index)
+    }
+
     /// Where retention puts the log start now: past every leading batch that is older than
     /// `retention_ms` (by leader append time) or that keeps the partition over
     /// `retention_bytes`. 0 disables either limit. Never moves the log start back.
@@ -148,7 +153,7 @@ impl Broker {
         let _ = compact(&self.meta_raft, None, every).await;
         let replicas: Vec<_> = self.replicas.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         for r in replicas {
-            let retained_from = r.shared.read().index.first().map(|e| e.log_index);
+            let retained_from = r.shared.read().retained_from();
             let _ = compact(&r.raft, Some(retained_from), every).await;
         }
     }
