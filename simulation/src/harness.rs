@@ -18,6 +18,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId as SimNodeId;
 use openraft::async_runtime::watch::WatchReceiver;
 use tidemark_broker::Broker;
+use tidemark_raft::log_store::LOG_TREE;
 use tidemark_server::{Node, NodeConfig};
 use tidemark_storage::MemoryEngine;
 
@@ -116,6 +117,32 @@ impl SimCluster {
     pub fn kill_and_wipe(&self, i: usize) {
         self.kill(i);
         self.engines[i].wipe();
+    }
+
+    /// Kills node `i` and damages its synced log as the segment log finds damage when it
+    /// opens: each group loses its newest `lose` entries, acknowledged or not, and the
+    /// engine reports the damage. The node must repair from its peers, and must not vote
+    /// before it has (see `tidemark_raft::repair`).
+    pub fn kill_and_damage(&self, i: usize, lose: u64) {
+        self.kill(i);
+        self.damage_log(i, lose);
+    }
+
+    /// The damage of [`Self::kill_and_damage`], to a node that is already down.
+    pub fn damage_log(&self, i: usize, lose: u64) {
+        let engine = &self.engines[i];
+        let split = |k: &[u8]| -> Option<(u64, u64)> {
+            let group = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+            Some((group, u64::from_be_bytes(k.get(8..16)?.try_into().ok()?)))
+        };
+        let rows = tidemark_storage::Engine::range(engine, LOG_TREE, &[], None, usize::MAX).unwrap_or_default();
+        let mut last = std::collections::HashMap::new();
+        for (group, index) in rows.iter().filter_map(|(k, _)| split(k)) {
+            let l = last.entry(group).or_insert(index);
+            *l = (*l).max(index);
+        }
+        let doomed = |k: &[u8]| split(k).is_some_and(|(g, i)| last.get(&g).is_some_and(|&l| i + lose > l));
+        engine.damage(LOG_TREE, doomed, &format!("simulated damage: the newest {lose} entries of each group"));
     }
 
     pub fn restart(&self, i: usize) {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::free_ports;
 
@@ -99,6 +100,31 @@ impl ProcessCluster {
         self.kill9(i);
         self.children[i] = Some(self.spawn(i)?);
         Ok(())
+    }
+
+    /// Kills other nodes (restarting the previous one) until node `want` leads partition 0
+    /// of `topic`.
+    pub async fn make_leader(&mut self, client: &tidemark_client::Client, topic: &str, want: u64) {
+        for _ in 0..8 {
+            let leader = client.admin().describe_topic(topic).await.ok().and_then(|d| d.partitions[0].leader);
+            match leader {
+                Some(l) if l == want => return,
+                Some(l) => {
+                    let back: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != l).collect();
+                    for i in back {
+                        // Bring back any node killed in an earlier round before killing the leader.
+                        if self.disk_bytes(i) > 0 && std::net::TcpStream::connect(&self.addrs[i]).is_err() {
+                            self.restart(i).expect("restart");
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    self.kill9(l as usize - 1);
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        panic!("node {want} never became the leader of {topic}/0");
     }
 
     /// The node's log, for failure messages.

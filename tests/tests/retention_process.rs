@@ -41,30 +41,6 @@ async fn produce(client: &Client) -> BTreeMap<u64, Bytes> {
     acked
 }
 
-/// Kills other nodes (restarting the previous one) until `want` leads partition 0.
-async fn make_leader(cluster: &mut ProcessCluster, client: &Client, want: u64) {
-    for _ in 0..8 {
-        let leader = client.admin().describe_topic(TOPIC).await.ok().and_then(|d| d.partitions[0].leader);
-        match leader {
-            Some(l) if l == want => return,
-            Some(l) => {
-                let back: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != l).collect();
-                for i in back {
-                    // Bring back any node killed in an earlier round before killing the leader.
-                    if cluster.disk_bytes(i) > 0 && std::net::TcpStream::connect(&cluster.addrs[i]).is_err() {
-                        cluster.restart(i).expect("restart");
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                cluster.kill9(l as usize - 1);
-            }
-            None => {}
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
-    panic!("node {want} never became the leader of {TOPIC}/0");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_bounds_the_disk_and_a_follower_back_from_the_dead_has_every_retained_batch() {
     let flags = ["--retention-check-ms", "300", "--checkpoint-entries", "64", "--segment-bytes", "1048576"];
@@ -90,7 +66,7 @@ async fn retention_bounds_the_disk_and_a_follower_back_from_the_dead_has_every_r
 
     cluster.restart(follower as usize - 1).expect("restart the follower");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    make_leader(&mut cluster, &client, follower).await;
+    cluster.make_leader(&client, TOPIC, follower).await;
 
     // The follower that was down through every trim now serves the retained range.
     let d = client.admin().describe_topic(TOPIC).await.expect("describe");

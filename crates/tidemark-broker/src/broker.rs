@@ -16,7 +16,7 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{BasicNode, Instant as _};
-use tidemark_raft::{CheckpointPolicy, GroupContext, GroupRegistry, PeerPool, Raft, RaftTiming};
+use tidemark_raft::{CheckpointPolicy, GroupContext, GroupRegistry, PeerPool, Raft, RaftTiming, Repairs};
 use tidemark_storage::SharedEngine;
 use tidemark_types::{BatchLimits, GroupId, NodeId, Offset, PartitionId, METADATA_GROUP};
 
@@ -88,11 +88,18 @@ impl Broker {
         let config = tidemark_raft::raft_config(cfg.timing, max_entry).map_err(BrokerError::InvalidRequest)?;
         let flusher = tidemark_raft::Flusher::start(engine.clone());
         let checkpoints = cfg.checkpoints;
-        let ctx = GroupContext { node_id: cfg.node_id, engine, flusher, pool: PeerPool::new(), config, checkpoints };
+        let node = cfg.node_id;
+        let damaged = engine.clone();
+        tidemark_raft::blocking::run_blocking(move || tidemark_raft::repair::begin_after_damage(&damaged, node))
+            .await
+            .map_err(|e| BrokerError::Internal(format!("starting the repair after disk damage: {e}")))?;
+        let repairs = Arc::new(Repairs::default());
+        let pool = PeerPool::new();
+        let ctx = GroupContext { node_id: node, engine, flusher, pool, config, checkpoints, repairs: repairs.clone() };
         let meta = MetaShared::new();
         let meta_raft =
             ctx.start_group(METADATA_GROUP, Box::new(MetaLogic(meta.clone()))).await.map_err(BrokerError::Internal)?;
-        let registry = Arc::new(GroupRegistry::default());
+        let registry = Arc::new(GroupRegistry::new(repairs));
         registry.insert(METADATA_GROUP, meta_raft.clone());
         let replicas = RwLock::new(HashMap::new());
         let sessions = Default::default();
@@ -111,7 +118,9 @@ impl Broker {
     /// has state skips this.
     async fn form_cluster(&self) -> Result<()> {
         let initialized = self.meta_raft.is_initialized().await.map_err(|e| BrokerError::Internal(e.to_string()))?;
-        if initialized {
+        // A node repairing after disk damage has lost its copy of the membership, but the
+        // cluster exists: its peers will send it back.
+        if initialized || self.ctx.repairs.is_repairing(METADATA_GROUP) {
             return Ok(());
         }
         let members: BTreeMap<NodeId, BasicNode> =
@@ -128,6 +137,12 @@ impl Broker {
 
     pub fn registry(&self) -> Arc<GroupRegistry> {
         self.registry.clone()
+    }
+
+    /// How many of this node's replicas are repairing after disk damage (they do not
+    /// vote until they have caught up; see `tidemark_raft::repair`).
+    pub fn repairing(&self) -> usize {
+        self.ctx.repairs.count()
     }
 
     pub fn peer_pool(&self) -> Arc<PeerPool> {

@@ -11,6 +11,7 @@ use crate::checkpoint::{CheckpointPolicy, CheckpointStore};
 use crate::flusher::Flusher;
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerPool};
+use crate::repair::Repairs;
 use crate::state_machine::{GroupStateMachine, StateMachineLogic};
 use crate::types::Raft;
 
@@ -80,6 +81,8 @@ pub struct GroupContext {
     pub pool: Arc<PeerPool>,
     pub config: Arc<Config>,
     pub checkpoints: CheckpointPolicy,
+    /// Groups repairing after disk damage (see [`crate::repair`]); shared with the registry.
+    pub repairs: Arc<Repairs>,
 }
 
 impl GroupContext {
@@ -91,9 +94,20 @@ impl GroupContext {
         let mut sm = GroupStateMachine::open(logic, checkpoints, self.checkpoints)
             .map_err(|e| format!("opening the state of raft group {group:#x}: {e}"))?;
         sm.skip_after_blank = crate::planted::skip_after_blank(group);
-        Raft::new(self.node_id, self.config.clone(), network, store, sm)
+        let repair = crate::repair::pending(&self.engine, &self.repairs, group)?;
+        // A replica under repair must not campaign (nor vote: see the registry).
+        let config = match repair {
+            Some(_) => Arc::new(Config { enable_elect: false, ..(*self.config).clone() }),
+            None => self.config.clone(),
+        };
+        let raft = Raft::new(self.node_id, config, network, store, sm)
             .await
-            .map_err(|e| format!("starting raft group {group:#x}: {e}"))
+            .map_err(|e| format!("starting raft group {group:#x}: {e}"))?;
+        if let Some(term) = repair {
+            let (engine, flusher, repairs) = (self.engine.clone(), self.flusher.clone(), self.repairs.clone());
+            tokio::spawn(crate::repair::watch(raft.clone(), engine, flusher, repairs, group, term));
+        }
+        Ok(raft)
     }
 }
 

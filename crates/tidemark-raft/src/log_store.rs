@@ -28,8 +28,8 @@ use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 pub const LOG_TREE: &str = "raft_log";
 pub const STATE_TREE: &str = "raft_state";
-const VOTE: u8 = b'v';
-const PURGED: u8 = b'p';
+pub(crate) const VOTE: u8 = b'v';
+pub(crate) const PURGED: u8 = b'p';
 
 #[cfg(test)]
 pub(crate) fn log_key_for_tests(group: GroupId, index: u64) -> [u8; 16] {
@@ -83,7 +83,7 @@ pub fn read_entries(
 pub fn delete_group(engine: &SharedEngine, group: GroupId) -> Result<(), StorageError> {
     engine.delete_range(LOG_TREE, &log_key(group, 0), Some(&log_key(group, u64::MAX)))?;
     let mut b = WriteBatch::new();
-    for tag in [VOTE, PURGED, crate::checkpoint::CHECKPOINT, crate::checkpoint::BASE] {
+    for tag in [VOTE, PURGED, crate::checkpoint::CHECKPOINT, crate::checkpoint::BASE, crate::repair::REPAIR] {
         b.delete(state_key(group, tag).to_vec());
     }
     engine.write(STATE_TREE, b)

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::de::DeserializeOwned;
@@ -12,17 +12,25 @@ use serde::Serialize;
 use tidemark_proto::v1::RaftRpc;
 use tidemark_types::GroupId;
 
+use crate::repair::Repairs;
 use crate::types::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 /// The Raft groups this node hosts, by id.
 #[derive(Default)]
 pub struct GroupRegistry {
     groups: RwLock<HashMap<GroupId, Raft>>,
+    /// Groups repairing after disk damage: they must not vote (see [`crate::repair`]).
+    repairs: Arc<Repairs>,
     closed: AtomicBool,
     closing: tokio::sync::Notify,
 }
 
 impl GroupRegistry {
+    /// A registry whose groups refuse to vote while `repairs` lists them.
+    pub fn new(repairs: Arc<Repairs>) -> Self {
+        GroupRegistry { repairs, ..Default::default() }
+    }
+
     /// Marks the node as stopping: inbound replication streams end (see
     /// [`crate::pipeline::serve`]), so the server's graceful drain is not left waiting
     /// on a stream whose leader has nothing more to send.
@@ -70,6 +78,9 @@ impl GroupRegistry {
                 let req: AppendEntriesRequest<TypeConfig> = decode(payload)?;
                 encode(&raft.append_entries(req).await.map_err(|e| e.to_string())?)
             }
+            Ok(RaftRpc::Vote) if self.repairs.is_repairing(group) => Err(format!(
+                "group {group:#x} is repairing after disk damage on this node; it does not vote until it has caught up"
+            )),
             Ok(RaftRpc::Vote) => {
                 let req: VoteRequest<TypeConfig> = decode(payload)?;
                 encode(&raft.vote(req).await.map_err(|e| e.to_string())?)

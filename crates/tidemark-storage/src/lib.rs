@@ -65,6 +65,17 @@ pub trait Engine: Send + Sync + 'static {
     fn maintain(&self) -> Result<u64> {
         Ok(0)
     }
+    /// Why the engine holds less than was synced to it, if it found damage to synced
+    /// data (when opening, or on a read whose checksum failed). The report stays, across
+    /// restarts, until [`Engine::clear_damage`]: until the layer above has repaired from
+    /// its peers, what is left must not count towards any quorum.
+    fn damage_report(&self) -> Option<String> {
+        None
+    }
+    /// Forgets the damage report, once the repair it calls for is itself durable.
+    fn clear_damage(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// True when `start <= key < end` can hold for no key. Checked up front because

@@ -98,6 +98,7 @@ struct State {
     fsync_error: bool,
     flush_count: u64,
     crash_count: u64,
+    damaged: Option<String>,
 }
 
 impl State {
@@ -147,6 +148,23 @@ impl MemoryEngine {
         st.visible = Trees::default();
         st.durable = Trees::default();
         st.unsynced.clear();
+        st.crash_count += 1;
+    }
+
+    /// Simulates damage to synced data, as the segment log reports it when it opens: the
+    /// keys of `tree` for which `doomed` holds are gone (synced or not), and the engine
+    /// reports `why` until [`Engine::clear_damage`]. Call it while the node is down.
+    pub fn damage(&self, tree: &str, doomed: impl Fn(&[u8]) -> bool, why: &str) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        for op in st.unsynced.drain(..) {
+            op.apply(&mut st.durable);
+        }
+        if let Some(t) = st.durable.get_mut(tree) {
+            t.retain(|k, _| !doomed(k));
+        }
+        st.visible = st.durable.clone();
+        st.damaged = Some(why.to_owned());
         st.crash_count += 1;
     }
 
@@ -226,6 +244,15 @@ impl Engine for MemoryEngine {
                 end: end.map(<[u8]>::to_vec),
             });
         }
+        Ok(())
+    }
+
+    fn damage_report(&self) -> Option<String> {
+        self.lock().damaged.clone()
+    }
+
+    fn clear_damage(&self) -> Result<()> {
+        self.lock().damaged = None;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! The segmented engine (segment log + inner engine): it conforms like every engine, and
-//! its log survives restarts, cuts off torn tails, refuses corruption and gives back the
+//! its log survives restarts, cuts off torn tails and gives back the
 //! space of dead segments.
 #![cfg(not(madsim))]
 
@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use tidemark_storage::{conformance, Engine, MemoryEngine, SegmentedEngine, SharedEngine, StorageError, WriteBatch};
+use tidemark_storage::{conformance, Engine, MemoryEngine, SegmentedEngine, SharedEngine, WriteBatch};
 
 const LOG: &str = "raft_log";
 
@@ -71,7 +71,11 @@ fn flushed_writes_deletes_and_truncations_survive_reopen() {
 }
 
 fn newest_segment(dir: &Path) -> std::path::PathBuf {
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
     files.sort();
     files.pop().unwrap()
 }
@@ -98,28 +102,8 @@ fn a_torn_write_at_the_tail_is_cut_off_and_writing_goes_on() {
     OpenOptions::new().append(true).open(&tail).unwrap().write_all(&[0x47, 0x53, 0x4d, 0x54, 9, 0, 0, 0]).unwrap();
     let e = open(dir.path(), 1 << 20);
     assert_eq!(keys(&e), vec![1, 3]);
+    assert_eq!(e.damage_report(), None, "a torn, unsynced tail is not damage");
     assert_eq!(e.get(LOG, &key(3)).unwrap(), Some(b"three".to_vec()));
-}
-
-#[test]
-fn damage_inside_an_older_segment_is_reported_as_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let e = open(dir.path(), 64);
-        for i in 0..10u64 {
-            e.put(LOG, &key(i), &[7u8; 80]).unwrap();
-        }
-        e.flush().unwrap();
-    }
-    let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let first = &files[0];
-    let mut bytes = std::fs::read(first).unwrap();
-    bytes[20] ^= 0xff;
-    std::fs::write(first, bytes).unwrap();
-    let err = SegmentedEngine::open(dir.path(), LOG, MemoryEngine::new(), 64).unwrap_err();
-    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains("CRC mismatch"), "{err}");
 }
 
 #[test]

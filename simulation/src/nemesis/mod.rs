@@ -120,6 +120,18 @@ impl<'a> Nemesis<'a> {
                 }
                 ok
             }
+            Fault::Damage { node, lose } => {
+                // Unlike a wipe, composable with any other fault: the node knows it lost
+                // data and does not vote until it has repaired.
+                let ok = !self.nodes[*node].down;
+                if ok {
+                    self.crash(*node, 0.0);
+                    self.cluster.damage_log(*node, *lose);
+                    self.killed_by.insert(p.id, vec![*node]);
+                    self.trace.event(format!("node {} log damaged: newest {lose} entries per group lost", node + 1));
+                }
+                ok
+            }
             Fault::FsyncError { node } => {
                 let ok = !self.nodes[*node].down;
                 if ok {
@@ -139,7 +151,7 @@ impl<'a> Nemesis<'a> {
 
     fn end(&mut self, p: &Planned) {
         match &p.fault {
-            Fault::Kill { .. } | Fault::Wipe { .. } => {
+            Fault::Kill { .. } | Fault::Wipe { .. } | Fault::Damage { .. } => {
                 for i in self.killed_by.remove(&p.id).unwrap_or_default() {
                     self.restart(i);
                 }

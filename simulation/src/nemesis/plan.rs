@@ -17,15 +17,34 @@ pub struct NemesisConfig {
     /// One node's disk is wiped in a quarter of the runs; it restarts empty and rebuilds
     /// from its peers.
     pub wipe: bool,
+    /// One node's synced log is damaged in some runs (it loses its newest entries and
+    /// knows it): it must repair from its peers without voting meanwhile.
+    pub damage: bool,
 }
 
 impl NemesisConfig {
     pub fn full() -> Self {
-        NemesisConfig { kill: true, partition: true, network: true, pause: true, fsync_error: true, wipe: true }
+        NemesisConfig {
+            kill: true,
+            partition: true,
+            network: true,
+            pause: true,
+            fsync_error: true,
+            wipe: true,
+            damage: true,
+        }
     }
 
     pub fn none() -> Self {
-        NemesisConfig { kill: false, partition: false, network: false, pause: false, fsync_error: false, wipe: false }
+        NemesisConfig {
+            kill: false,
+            partition: false,
+            network: false,
+            pause: false,
+            fsync_error: false,
+            wipe: false,
+            damage: false,
+        }
     }
 }
 
@@ -50,6 +69,9 @@ pub enum Fault {
     /// Power cut, and the node's disk is replaced by an empty one: it must rebuild every
     /// group (snapshot and retained log) from its peers. Undone by a restart.
     Wipe { node: usize },
+    /// Power cut, and the node's log loses its newest `lose` entries per group, as when
+    /// the segment log finds synced data damaged at open. Undone by a restart.
+    Damage { node: usize, lose: u64 },
 }
 
 impl Fault {
@@ -66,6 +88,7 @@ impl Fault {
             Fault::Pause { .. } => "pause",
             Fault::FsyncError { .. } => "fsync-error",
             Fault::Wipe { .. } => "wipe-disk",
+            Fault::Damage { .. } => "damage-disk",
         }
     }
 }
@@ -110,6 +133,12 @@ pub fn plan(n: usize, cfg: NemesisConfig, until: Duration) -> Vec<Planned> {
     }
     if cfg.wipe {
         add_wipe(n, until, &mut out);
+    }
+    // Drawn last, so that the other timelines of a seed stay as they were.
+    if cfg.damage && thread_rng().gen_bool(0.3) {
+        let start = secs(2.0, (until.as_secs_f64() * 0.7).max(3.0));
+        let fault = Fault::Damage { node: pick(n, 1)[0], lose: thread_rng().gen_range(1..20) };
+        out.push(Planned { id: out.len(), start, end: start + secs(0.5, 3.0), fault });
     }
     out
 }

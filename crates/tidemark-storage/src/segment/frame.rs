@@ -6,7 +6,13 @@
 //! op      = 1 key_len u16 key value_len u32 value        (put)
 //!         | 2 key_len u16 key                            (delete)
 //!         | 3 start_len u16 start has_end u8 [end_len u16 end]   (delete range)
+//!         | 4 segment u64 len u64                        (synced mark)
 //! ```
+//!
+//! A synced mark says "the first `len` bytes of segment `segment` were fsynced". It is
+//! written lazily, ahead of the first write after each sync (and at the start of each new
+//! segment, for the one just sealed), so it costs no fsync of its own. Recovery uses it to
+//! tell damage to synced data from a write torn by a crash (see `recover.rs`).
 //!
 //! All integers are little-endian. The CRC covers the whole payload, so recovery applies
 //! a frame entirely or not at all: a write torn by a crash is simply absent.
@@ -22,6 +28,7 @@ pub const MAX_PAYLOAD: usize = 1 << 30;
 const PUT: u8 = 1;
 const DELETE: u8 = 2;
 const DELETE_RANGE: u8 = 3;
+const SYNCED: u8 = 4;
 
 /// One decoded operation. Values are not copied: a put names where its value lies in
 /// the payload, which is where the index points readers.
@@ -30,6 +37,7 @@ pub enum Op<'a> {
     Put { key: &'a [u8], value_at: usize, value_len: usize },
     Delete { key: &'a [u8] },
     DeleteRange { start: &'a [u8], end: Option<&'a [u8]> },
+    Synced { segment: u64, len: u64 },
 }
 
 /// Builds one frame. Keys longer than u16::MAX bytes are refused (log keys are 16).
@@ -85,6 +93,12 @@ impl FrameBuilder {
             None => self.buf.push(0),
         }
         Ok(())
+    }
+
+    pub fn synced(&mut self, segment: u64, len: u64) {
+        self.buf.push(SYNCED);
+        self.buf.extend_from_slice(&segment.to_le_bytes());
+        self.buf.extend_from_slice(&len.to_le_bytes());
     }
 
     /// Seals the frame: fills in the header. Offsets of values within the returned bytes
@@ -154,6 +168,11 @@ pub fn decode_ops(payload: &[u8]) -> std::result::Result<Vec<Op<'_>>, &'static s
                 };
                 Op::DeleteRange { start, end }
             }
+            SYNCED => {
+                let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                let segment = word(take(&mut at, 8)?);
+                Op::Synced { segment, len: word(take(&mut at, 8)?) }
+            }
             _ => return Err("unknown op"),
         };
         ops.push(op);
@@ -172,6 +191,7 @@ mod tests {
         b.op(&BatchOp::Delete { key: b"k0".to_vec() }).unwrap();
         b.delete_range(b"a", Some(b"b")).unwrap();
         b.delete_range(b"x", None).unwrap();
+        b.synced(7, 1 << 40);
         let frame = b.finish().unwrap();
         let header: [u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().unwrap();
         let (len, crc) = parse_header(&header).unwrap();
@@ -185,6 +205,7 @@ mod tests {
         assert_eq!(ops[1], Op::Delete { key: b"k0" });
         assert_eq!(ops[2], Op::DeleteRange { start: b"a", end: Some(b"b") });
         assert_eq!(ops[3], Op::DeleteRange { start: b"x", end: None });
+        assert_eq!(ops[4], Op::Synced { segment: 7, len: 1 << 40 });
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!  write ─▶ frame ─▶ append to the active segment ─▶ index: key → (segment, pos, len)
 //!  read  ─▶ index lookup ─▶ pread from the segment (page cache)
 //!  flush ─▶ fdatasync of the active segment (older ones were synced when they rolled)
-//!  open  ─▶ replay every frame in order; a torn frame at the tail is cut off
+//!  open  ─▶ replay every frame in order (recover.rs): a torn, unsynced tail is cut off;
+//!           damage to synced data is cut off too, and reported (see `damage_report`)
 //! ```
 //!
 //! Why: record batches are the bulk of what a node writes. A B-tree store rewrites them
@@ -20,13 +21,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read};
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::frame::{self, FrameBuilder, Op, HEADER_LEN};
+use super::recover;
 use crate::{BatchOp, Result, StorageError, WriteBatch};
 
 /// A segment is closed and a new one started once it holds this many bytes.
@@ -47,6 +48,9 @@ pub(super) struct Loc {
     pub(super) segment: u64,
     pub(super) pos: u64,
     pub(super) len: u32,
+    /// CRC32C of the value, checked on every read so that rot on this disk is never
+    /// served to a client or replicated to a peer.
+    pub(super) crc: u32,
 }
 
 pub(super) struct Segment {
@@ -60,7 +64,7 @@ pub(super) struct Segment {
 }
 
 impl Segment {
-    fn new(file: Arc<File>) -> Segment {
+    pub(super) fn new(file: Arc<File>) -> Segment {
         Segment { file, live: 0, live_bytes: 0, size: 0 }
     }
 }
@@ -70,16 +74,27 @@ impl Segment {
 pub(super) struct Index {
     pub(super) keys: BTreeMap<Box<[u8]>, Loc>,
     pub(super) segments: BTreeMap<u64, Segment>,
+    /// The longest synced length recorded for each segment (frame op `Synced`).
+    pub(super) synced: BTreeMap<u64, u64>,
 }
 
 /// What only writers touch: the active segment and where its end is.
 pub(super) struct Active {
     pub(super) id: u64,
-    file: Arc<File>,
-    len: u64,
+    pub(super) file: Arc<File>,
+    pub(super) len: u64,
     /// Set after a failed write: the file may end in a partial frame, so nothing more may
     /// be appended after it.
-    failed: bool,
+    pub(super) failed: bool,
+    /// How much of this segment is known synced, and how much of that a mark records.
+    pub(super) synced: u64,
+    pub(super) marked: u64,
+}
+
+impl Active {
+    pub(super) fn new(id: u64, file: Arc<File>, len: u64) -> Active {
+        Active { id, file, len, failed: false, synced: 0, marked: 0 }
+    }
 }
 
 pub struct SegmentLog {
@@ -88,9 +103,11 @@ pub struct SegmentLog {
     pub(super) segment_bytes: u64,
     index: RwLock<Index>,
     pub(super) active: Mutex<Active>,
+    /// What damage to synced data was found (see [`SegmentLog::damage_report`]).
+    damaged: Mutex<Option<String>>,
 }
 
-fn io(op: &'static str, path: &Path, e: std::io::Error) -> StorageError {
+pub(super) fn io(op: &'static str, path: &Path, e: std::io::Error) -> StorageError {
     StorageError::Io { op, message: format!("{}: {e}", path.display()) }
 }
 
@@ -99,7 +116,7 @@ pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 impl Index {
-    fn insert(&mut self, key: &[u8], loc: Loc) {
+    pub(super) fn insert(&mut self, key: &[u8], loc: Loc) {
         if let Some(seg) = self.segments.get_mut(&loc.segment) {
             seg.live += 1;
             seg.live_bytes += loc.len as u64;
@@ -142,18 +159,30 @@ impl Index {
         dead
     }
 
-    fn apply(&mut self, segment: u64, frame_pos: u64, payload: &[u8]) -> std::result::Result<(), &'static str> {
+    pub(super) fn apply(
+        &mut self,
+        segment: u64,
+        frame_pos: u64,
+        payload: &[u8],
+    ) -> std::result::Result<(), &'static str> {
         for op in frame::decode_ops(payload)? {
             match op {
                 Op::Put { key, value_at, value_len } => {
                     let pos = frame_pos + (HEADER_LEN + value_at) as u64;
-                    self.insert(key, Loc { segment, pos, len: value_len as u32 });
+                    let crc = crc32c::crc32c(&payload[value_at..value_at + value_len]);
+                    self.insert(key, Loc { segment, pos, len: value_len as u32, crc });
                 }
                 Op::Delete { key } => self.remove(key),
                 Op::DeleteRange { start, end } => self.remove_range(start, end),
+                Op::Synced { segment, len } => self.note_synced(segment, len),
             }
         }
         Ok(())
+    }
+
+    pub(super) fn note_synced(&mut self, segment: u64, len: u64) {
+        let known = self.synced.entry(segment).or_default();
+        *known = (*known).max(len);
     }
 }
 
@@ -166,33 +195,14 @@ impl SegmentLog {
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<SegmentLog> {
         std::fs::create_dir_all(dir).map_err(|e| io("open", dir, e))?;
         let dir_file = File::open(dir).map_err(|e| io("open", dir, e))?;
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| io("open", dir, e))? {
-            let name = entry.map_err(|e| io("open", dir, e))?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-        let mut index = Index::default();
-        let mut tail_len = 0;
-        for (n, &id) in ids.iter().enumerate() {
-            let is_last = n + 1 == ids.len();
-            let path = segment_path(dir, id);
-            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| io("open", &path, e))?;
-            index.segments.insert(id, Segment::new(Arc::new(file)));
-            tail_len = replay(&mut index, id, &path, is_last)?;
-            if let Some(seg) = index.segments.get_mut(&id) {
-                seg.size = tail_len;
-            }
-        }
-        let (id, file, len) = match ids.last() {
-            Some(&id) => (id, index.segments[&id].file.clone(), tail_len),
+        let recovered = recover::recover(dir, &dir_file)?;
+        let mut index = recovered.index;
+        let active = match recovered.tail {
+            Some((id, len)) => Active::new(id, index.segments[&id].file.clone(), len),
             None => {
                 let file = create_segment(dir, &dir_file, 1)?;
                 index.segments.insert(1, Segment::new(file.clone()));
-                (1, file, 0)
+                Active::new(1, file, 0)
             }
         };
         tracing::debug!(path = %dir.display(), segments = index.segments.len(), keys = index.keys.len(), "opened segment log");
@@ -201,8 +211,36 @@ impl SegmentLog {
             dir_file,
             segment_bytes,
             index: RwLock::new(index),
-            active: Mutex::new(Active { id, file, len, failed: false }),
+            active: Mutex::new(active),
+            damaged: Mutex::new(recovered.damaged),
         })
+    }
+
+    /// Why this log holds less than was synced to it, if damage was found: at open (the
+    /// damaged frame and everything after it were cut off) or on a read whose checksum
+    /// failed. The report is durable until [`SegmentLog::clear_damage`]: the node must
+    /// not vote with what is left until it has repaired from its peers.
+    pub fn damage_report(&self) -> Option<String> {
+        self.damaged.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Forgets the damage report, once the caller has made its repair durable.
+    pub fn clear_damage(&self) -> Result<()> {
+        let mut damaged = self.damaged.lock().unwrap_or_else(PoisonError::into_inner);
+        recover::clear_marker(&self.dir, &self.dir_file)?;
+        *damaged = None;
+        Ok(())
+    }
+
+    /// Records damage found while running: durably, so the next start repairs.
+    fn damage_found(&self, what: String) -> StorageError {
+        tracing::error!(damage = %what, "segment log: synced data is damaged; restart the node to repair it from its peers");
+        let mut damaged = self.damaged.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = recover::write_marker(&self.dir, &self.dir_file, &what) {
+            tracing::error!(error = %e, "could not record the damage durably");
+        }
+        damaged.get_or_insert_with(|| what.clone());
+        StorageError::Corrupt { op: "read", message: what }
     }
 
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -245,6 +283,21 @@ impl SegmentLog {
                 message: "an earlier write to the segment log failed; the node must restart".into(),
             });
         }
+        if active.synced > active.marked {
+            let mut mark = FrameBuilder::new(17);
+            mark.synced(active.id, active.synced);
+            active.marked = active.synced;
+            self.write_frame(active, mark.finish()?)?;
+        }
+        self.write_frame(active, bytes)?;
+        if active.len >= self.segment_bytes {
+            self.roll(active)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one frame at the end of the active segment and indexes it.
+    fn write_frame(&self, active: &mut Active, bytes: Vec<u8>) -> Result<()> {
         let pos = active.len;
         if let Err(e) = active.file.write_all_at(&bytes, pos) {
             active.failed = true;
@@ -261,9 +314,6 @@ impl SegmentLog {
                 op: "write",
                 message: format!("frame just built is unreadable: {m}"),
             })?;
-        }
-        if active.len >= self.segment_bytes {
-            self.roll(active)?;
         }
         Ok(())
     }
@@ -288,8 +338,12 @@ impl SegmentLog {
         if let Some(old) = evict {
             drop_cached_pages(&old);
         }
-        *active = Active { id, file, len: 0, failed: false };
-        Ok(())
+        // The new segment starts by recording how long the sealed one is, so that a later
+        // truncation of it is seen as damage at open.
+        let sealed = std::mem::replace(active, Active::new(id, file, 0));
+        let mut mark = FrameBuilder::new(17);
+        mark.synced(sealed.id, sealed.len);
+        self.write_frame(active, mark.finish()?)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -325,12 +379,18 @@ impl SegmentLog {
     /// Makes every write that returned before this call durable, then gives back the
     /// space of dead segments.
     pub fn flush(&self) -> Result<()> {
-        let (file, id) = {
-            let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-            (active.file.clone(), active.id)
+        let (file, id, len) = {
+            let active = self.lock_active();
+            (active.file.clone(), active.id, active.len)
         };
         let failed = |what: &str, e: std::io::Error| StorageError::FsyncFailed { message: format!("{what}: {e}") };
         file.sync_data().map_err(|e| failed(&segment_path(&self.dir, id).display().to_string(), e))?;
+        {
+            let mut active = self.lock_active();
+            if active.id == id {
+                active.synced = active.synced.max(len);
+            }
+        }
         // Oldest first, each removal synced before the next: a later segment may hold the
         // deletes that keep an older one's values dead, so it must never be gone while the
         // older one could come back after a crash.
@@ -351,6 +411,15 @@ impl SegmentLog {
     pub(super) fn read_at(&self, file: &File, loc: Loc) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, loc.pos).map_err(|e| io("read", &segment_path(&self.dir, loc.segment), e))?;
+        if crc32c::crc32c(&buf) != loc.crc {
+            let path = segment_path(&self.dir, loc.segment);
+            return Err(self.damage_found(format!(
+                "{}: the {} bytes at byte {} fail their checksum",
+                path.display(),
+                loc.len,
+                loc.pos
+            )));
+        }
         Ok(buf)
     }
 
@@ -383,58 +452,10 @@ fn drop_cached_pages(file: &File) {
     let _ = file;
 }
 
-fn create_segment(dir: &Path, dir_file: &File, id: u64) -> Result<Arc<File>> {
+pub(super) fn create_segment(dir: &Path, dir_file: &File, id: u64) -> Result<Arc<File>> {
     let path = segment_path(dir, id);
     let file =
         OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| io("create", &path, e))?;
     dir_file.sync_all().map_err(|e| StorageError::FsyncFailed { message: format!("{}: {e}", dir.display()) })?;
     Ok(Arc::new(file))
-}
-
-/// Replays one segment into `index`; returns the length of its valid prefix. A frame
-/// that is cut short or fails its CRC ends the replay: in the newest segment that is a
-/// write torn by a crash (never acknowledged, since the ack waits for fsync) and is cut
-/// off; in an older segment, which was synced whole before the next began, it is
-/// corruption.
-fn replay(index: &mut Index, id: u64, path: &Path, is_last: bool) -> Result<u64> {
-    let segment = index.segments[&id].file.clone();
-    let file_len = segment.metadata().map_err(|e| io("open", path, e))?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, &*segment);
-    let mut pos = 0u64;
-    let mut payload = Vec::new();
-    let damage = loop {
-        if pos == file_len {
-            return Ok(pos);
-        }
-        let mut header = [0u8; HEADER_LEN];
-        if reader.read_exact(&mut header).is_err() {
-            break "a cut-short frame header";
-        }
-        let (len, crc) = match frame::parse_header(&header) {
-            Ok(h) => h,
-            Err(why) => break why,
-        };
-        payload.resize(len, 0);
-        if reader.read_exact(&mut payload).is_err() {
-            break "a cut-short frame";
-        }
-        if crc32c::crc32c(&payload) != crc {
-            break "a CRC mismatch";
-        }
-        index.apply(id, pos, &payload).map_err(|m| StorageError::Corrupt {
-            op: "open",
-            message: format!("{} at byte {pos}: {m}", path.display()),
-        })?;
-        pos += (HEADER_LEN + len) as u64;
-    };
-    if !is_last {
-        return Err(StorageError::Corrupt {
-            op: "open",
-            message: format!("{}: {damage} at byte {pos}", path.display()),
-        });
-    }
-    tracing::warn!(path = %path.display(), at = pos, cut = file_len - pos, why = damage, "cutting off a torn write at the log tail");
-    segment.set_len(pos).map_err(|e| io("truncate torn tail", path, e))?;
-    segment.sync_all().map_err(|e| StorageError::FsyncFailed { message: format!("{}: {e}", path.display()) })?;
-    Ok(pos)
 }

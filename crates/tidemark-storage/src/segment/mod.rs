@@ -18,6 +18,7 @@
 mod compact;
 mod frame;
 mod log;
+mod recover;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,6 +162,14 @@ impl<E: Engine> Engine for SegmentedEngine<E> {
     /// nothing to remove).
     fn maintain(&self) -> Result<u64> {
         Ok(self.log.compact(256 << 20)?.bytes_rewritten)
+    }
+
+    fn damage_report(&self) -> Option<String> {
+        self.log.damage_report()
+    }
+
+    fn clear_damage(&self) -> Result<()> {
+        self.log.clear_damage()
     }
 
     fn flush(&self) -> Result<()> {
