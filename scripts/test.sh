@@ -29,5 +29,6 @@ simulate --seeds "${TIDEMARK_SIM_SEEDS:-0..300}" --regressions
 echo "== checker self-tests: each planted bug must be caught within 100 seeds"
 simulate --plant fsync-noop --seeds 0..100 --expect acked-durable
 simulate --plant skip-after-blank --seeds 0..100 --expect dense-identical-replicas
+simulate --plant vote-while-repairing --seeds 0..100 --expect acked-durable
 echo "== determinism: the same seeds run twice give the same trace fingerprints"
 simulate --seeds 0..4 --check-determinism

@@ -116,7 +116,7 @@ pub fn main_with(args: Args) -> i32 {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(p)) => {
-            eprintln!("unknown planted bug {p:?}: use fsync-noop or skip-after-blank");
+            eprintln!("unknown planted bug {p:?}: use fsync-noop, skip-after-blank or vote-while-repairing");
             return 2;
         }
     };

@@ -34,6 +34,9 @@ pub enum Planted {
     /// Partition state machines skip a command that follows a blank entry in one apply
     /// batch (see `tidemark_raft::planted`).
     SkipAfterBlank,
+    /// A replica repairing after disk damage votes as if its log were whole (see
+    /// `tidemark_raft::planted`).
+    VoteWhileRepairing,
 }
 
 impl Planted {
@@ -41,11 +44,12 @@ impl Planted {
         match self {
             Planted::FsyncNoop => "fsync-noop",
             Planted::SkipAfterBlank => "skip-after-blank",
+            Planted::VoteWhileRepairing => "vote-while-repairing",
         }
     }
 
     pub fn parse(s: &str) -> Option<Planted> {
-        [Planted::FsyncNoop, Planted::SkipAfterBlank].into_iter().find(|p| p.name() == s)
+        [Planted::FsyncNoop, Planted::SkipAfterBlank, Planted::VoteWhileRepairing].into_iter().find(|p| p.name() == s)
     }
 }
 
@@ -138,8 +142,10 @@ fn panicked(seed: u64, message: String) -> RunResult {
 }
 
 fn set_planted(p: Planted, on: bool) {
-    if p == Planted::SkipAfterBlank {
-        tidemark_raft::planted::set_skip_after_blank(on);
+    match p {
+        Planted::SkipAfterBlank => tidemark_raft::planted::set_skip_after_blank(on),
+        Planted::VoteWhileRepairing => tidemark_raft::planted::set_vote_while_repairing(on),
+        Planted::FsyncNoop => {}
     }
 }
 

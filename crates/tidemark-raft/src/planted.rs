@@ -15,6 +15,15 @@ mod switches {
 
     thread_local! {
         static SKIP_AFTER_BLANK: Cell<bool> = const { Cell::new(false) };
+        static VOTE_WHILE_REPAIRING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub fn set_vote_while_repairing(on: bool) {
+        VOTE_WHILE_REPAIRING.with(|s| s.set(on));
+    }
+
+    pub fn vote_while_repairing() -> bool {
+        VOTE_WHILE_REPAIRING.with(Cell::get)
     }
 
     pub fn set_skip_after_blank(on: bool) {
@@ -27,7 +36,21 @@ mod switches {
 }
 
 #[cfg(madsim)]
-pub use switches::set_skip_after_blank;
+pub use switches::{set_skip_after_blank, set_vote_while_repairing};
+
+/// The bug: a replica repairing after disk damage answers vote requests as if its log
+/// were whole (see `crate::repair`), so a leader that lacks an entry it acknowledged can
+/// be elected with its vote.
+pub(crate) fn vote_while_repairing() -> bool {
+    #[cfg(madsim)]
+    {
+        switches::vote_while_repairing()
+    }
+    #[cfg(not(madsim))]
+    {
+        false
+    }
+}
 
 /// Whether a group started now gets the planted skip-after-blank bug (never the
 /// metadata group: the bug is meant to corrupt partition data, not cluster setup).
