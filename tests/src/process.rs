@@ -127,6 +127,19 @@ impl ProcessCluster {
         panic!("node {want} never became the leader of {topic}/0");
     }
 
+    /// Waits up to `within` for node `i`'s process to exit by itself; its exit status.
+    pub async fn wait_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(status) = self.children[i].as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.children[i] = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     /// The node's log, for failure messages.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node-{}.log", i + 1))).unwrap_or_default()

@@ -1,7 +1,8 @@
 //! Disk damage on three real `tidemark serve` processes: a follower whose sealed segment
-//! rots while it is down finds the damage when it restarts, does not vote until it has
-//! rebuilt every replica from its peers, and then leads the partition serving every
-//! acknowledged record, dense, with the acknowledged values.
+//! rots while it is down finds the damage (its background check reads every sealed
+//! segment) and exits with an error, as a supervisor expects; restarted, it rebuilds
+//! every replica from its peers without voting meanwhile, and then leads the partition
+//! serving every acknowledged record, dense, with the acknowledged values.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
@@ -46,7 +47,8 @@ fn segments(cluster: &ProcessCluster, i: usize) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_whose_synced_segment_rots_repairs_from_its_peers_and_loses_nothing() {
-    let mut cluster = ProcessCluster::start_with(3, &["--segment-bytes", "1048576"]).expect("start three processes");
+    let flags = ["--segment-bytes", "1048576", "--retention-check-ms", "300"];
+    let mut cluster = ProcessCluster::start_with(3, &flags).expect("start three processes");
     let client = Client::new(ClientConfig::new(cluster.addrs.clone())).expect("client");
     let created = client.admin().create_topic(TOPIC, 1, 3, 0, 0).await.expect("create topic");
     let leader = created.partitions[0].leader.expect("a leader");
@@ -66,10 +68,16 @@ async fn a_follower_whose_synced_segment_rots_repairs_from_its_peers_and_loses_n
     drop(file);
 
     cluster.restart(f).expect("restart the damaged follower");
+    let status = cluster.wait_exit(f, Duration::from_secs(30)).await;
+    let log = cluster.log(f);
+    assert!(status.is_some_and(|s| !s.success()), "the damaged node stops with an error ({status:?}):\n{log}");
+    assert!(log.contains("background check") && log.contains(&rotten.display().to_string()), "{log}");
+
+    // As its supervisor would, start it again: now it repairs.
+    cluster.restart(f).expect("restart the damaged follower");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let log = cluster.log(f);
-    assert!(log.contains("synced data on this node's disk was damaged"), "the damage is reported:\n{log}");
-    assert!(log.contains(&rotten.display().to_string()), "the report names the damaged file:\n{log}");
+    assert!(log.contains("every replica here starts over from its peers"), "the repair starts:\n{log}");
 
     // Once repaired it can lead; then it serves every acknowledged record.
     cluster.make_leader(&client, TOPIC, follower).await;

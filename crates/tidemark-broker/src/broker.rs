@@ -70,6 +70,9 @@ pub struct Broker {
     pub(crate) replicas: RwLock<HashMap<GroupId, Arc<Replica>>>,
     /// Consumer-group member liveness (meaningful on the metadata leader only).
     pub(crate) sessions: crate::groups::sessions::Sessions,
+    /// Why the node must stop, once something it cannot recover from in place happened.
+    failure: std::sync::Mutex<Option<String>>,
+    failed: crate::signal::Signal,
 }
 
 impl Broker {
@@ -103,7 +106,8 @@ impl Broker {
         registry.insert(METADATA_GROUP, meta_raft.clone());
         let replicas = RwLock::new(HashMap::new());
         let sessions = Default::default();
-        let broker = Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas, sessions });
+        let (failure, failed) = Default::default();
+        let broker = Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas, sessions, failure, failed });
         broker.form_cluster().await?;
         tokio::spawn(crate::reconcile::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::groups::sessions::run(Arc::downgrade(&broker)));
@@ -143,6 +147,33 @@ impl Broker {
     /// vote until they have caught up; see `tidemark_raft::repair`).
     pub fn repairing(&self) -> usize {
         self.ctx.repairs.count()
+    }
+
+    /// Asks the node to stop because of `reason` (the first reason given wins); the
+    /// process then exits with an error, so its supervisor restarts it.
+    pub fn fail(&self, reason: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            tracing::error!(%reason, "stopping the node");
+            *failure = Some(reason);
+            self.failed.bump();
+        }
+    }
+
+    /// Why the node must stop, if it must.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves once [`Broker::fail`] was called.
+    pub async fn failed(&self) {
+        loop {
+            let seen = self.failed.version();
+            if self.failure().is_some() {
+                return;
+            }
+            self.failed.changed_since(seen, std::time::Duration::from_secs(3600)).await;
+        }
     }
 
     pub fn peer_pool(&self) -> Arc<PeerPool> {

@@ -111,6 +111,15 @@ pub async fn run(broker: Weak<Broker>, every: Duration) {
             Ok(bytes) => tracing::debug!(bytes, "storage compaction copied live data forward"),
             Err(e) => tracing::warn!(error = %e, "storage compaction failed; it is retried next pass"),
         }
+        // Damage found while running (by a read or the background check) is repaired at
+        // the next start, which must therefore come now (see `tidemark_raft::repair`).
+        if let Some(damage) = b.engine().damage_report() {
+            b.fail(format!(
+                "synced data on this node's disk is damaged ({damage}); the node stops so that, restarted, \
+                 it repairs every replica from its peers"
+            ));
+            return;
+        }
     }
 }
 

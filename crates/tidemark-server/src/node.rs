@@ -82,7 +82,10 @@ impl Node {
         // Raft groups stop first: their replication streams (inbound and outbound) live as
         // long as the groups do, and the server's graceful drain waits for every stream.
         let stop = async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {}
+                _ = b.failed() => {}
+            }
             b.shutdown().await;
         };
         let b = broker.clone();
@@ -95,7 +98,8 @@ impl Node {
                 .serve_with_shutdown(addr, stop)
                 .await;
             b.shutdown().await;
-            served.map_err(|e| format!("serving on {addr}: {e}"))
+            served.map_err(|e| format!("serving on {addr}: {e}"))?;
+            b.failure().map_or(Ok(()), Err)
         });
         tracing::info!(node = config.id, %addr, "tidemark node started");
         Ok(Node { broker, server })

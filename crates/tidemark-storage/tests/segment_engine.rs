@@ -120,7 +120,10 @@ fn segments_whose_values_are_all_deleted_are_removed() {
     e.flush().unwrap();
     let after = e.log().segment_count();
     assert!(after <= before - 8, "dead segments stay: {before} -> {after}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), after, "files on disk match");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let with = |ext: &str| files.iter().filter(|p| p.extension().is_some_and(|x| x == ext)).count();
+    assert_eq!((with("log"), with("idx")), (after, after - 1), "segments (and their index files) on disk match");
+    assert_eq!(files.len(), 2 * after - 1, "nothing else is left behind");
     drop(e);
     assert_eq!(keys(&open(dir.path(), 256)), (30..40).collect::<Vec<_>>(), "deleted values stay deleted");
 }
@@ -227,4 +230,47 @@ fn a_mostly_dead_oldest_segment_is_emptied_even_when_the_rest_is_live() {
     let e = open(dir.path(), 4096);
     assert_eq!(e.get(LOG, &key(u64::MAX)).unwrap().as_deref(), Some(&b"survivor"[..]));
     assert_eq!(keys(&e).len(), 41);
+}
+
+/// Sealed segments reopen from their index files (values are not read); a missing, cut
+/// short or damaged index file is not trusted: the segment is replayed instead, and its
+/// index written again.
+#[test]
+fn sealed_segments_reopen_from_their_index_files_and_bad_ones_are_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = {
+        let e = open(dir.path(), 1024);
+        for i in 0..120u64 {
+            e.put(LOG, &key(i), &vec![i as u8; 100 + i as usize]).unwrap();
+            if i % 10 == 9 {
+                e.flush().unwrap();
+            }
+        }
+        e.delete_range(LOG, &key(0), Some(&key(7))).unwrap();
+        e.delete(LOG, &key(50)).unwrap();
+        e.put(LOG, &key(60), b"rewritten").unwrap();
+        e.flush().unwrap();
+        assert!(e.log().segment_count() > 10);
+        assert_eq!(e.log().indexed_segments(), e.log().segment_count() - 1, "every sealed segment is indexed");
+        e.range(LOG, b"", None, usize::MAX).unwrap()
+    };
+    let reopened = open(dir.path(), 1024);
+    assert_eq!(reopened.range(LOG, b"", None, usize::MAX).unwrap(), expected);
+    drop(reopened);
+
+    let mut indexes: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .collect();
+    indexes.sort();
+    std::fs::remove_file(&indexes[0]).unwrap();
+    let bytes = std::fs::read(&indexes[1]).unwrap();
+    std::fs::write(&indexes[1], &bytes[..bytes.len() - 5]).unwrap();
+    let mut bytes = std::fs::read(&indexes[2]).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&indexes[2], bytes).unwrap();
+    let e = open(dir.path(), 1024);
+    assert_eq!(e.range(LOG, b"", None, usize::MAX).unwrap(), expected);
+    assert_eq!(e.log().indexed_segments(), e.log().segment_count() - 1, "the bad index files were rewritten");
 }

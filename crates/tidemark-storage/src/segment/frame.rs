@@ -7,6 +7,7 @@
 //!         | 2 key_len u16 key                            (delete)
 //!         | 3 start_len u16 start has_end u8 [end_len u16 end]   (delete range)
 //!         | 4 segment u64 len u64                        (synced mark)
+//!         | 5 key_len u16 key pos u64 len u32 crc u32      (put by reference: index files only)
 //! ```
 //!
 //! A synced mark says "the first `len` bytes of segment `segment` were fsynced". It is
@@ -29,15 +30,35 @@ const PUT: u8 = 1;
 const DELETE: u8 = 2;
 const DELETE_RANGE: u8 = 3;
 const SYNCED: u8 = 4;
+const PUT_REF: u8 = 5;
 
 /// One decoded operation. Values are not copied: a put names where its value lies in
 /// the payload, which is where the index points readers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Op<'a> {
-    Put { key: &'a [u8], value_at: usize, value_len: usize },
-    Delete { key: &'a [u8] },
-    DeleteRange { start: &'a [u8], end: Option<&'a [u8]> },
-    Synced { segment: u64, len: u64 },
+    Put {
+        key: &'a [u8],
+        value_at: usize,
+        value_len: usize,
+    },
+    Delete {
+        key: &'a [u8],
+    },
+    DeleteRange {
+        start: &'a [u8],
+        end: Option<&'a [u8]>,
+    },
+    Synced {
+        segment: u64,
+        len: u64,
+    },
+    /// A put whose value is not here but at `pos` in the segment an index file describes.
+    PutRef {
+        key: &'a [u8],
+        pos: u64,
+        len: u32,
+        crc: u32,
+    },
 }
 
 /// Builds one frame. Keys longer than u16::MAX bytes are refused (log keys are 16).
@@ -99,6 +120,15 @@ impl FrameBuilder {
         self.buf.push(SYNCED);
         self.buf.extend_from_slice(&segment.to_le_bytes());
         self.buf.extend_from_slice(&len.to_le_bytes());
+    }
+
+    pub fn put_ref(&mut self, key: &[u8], pos: u64, len: u32, crc: u32) -> Result<()> {
+        self.buf.push(PUT_REF);
+        self.key(key)?;
+        self.buf.extend_from_slice(&pos.to_le_bytes());
+        self.buf.extend_from_slice(&len.to_le_bytes());
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        Ok(())
     }
 
     /// Seals the frame: fills in the header. Offsets of values within the returned bytes
@@ -173,6 +203,13 @@ pub fn decode_ops(payload: &[u8]) -> std::result::Result<Vec<Op<'_>>, &'static s
                 let segment = word(take(&mut at, 8)?);
                 Op::Synced { segment, len: word(take(&mut at, 8)?) }
             }
+            PUT_REF => {
+                let k = key(&mut at)?;
+                let pos = u64::from_le_bytes(take(&mut at, 8)?.try_into().unwrap_or([0; 8]));
+                let int = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+                let len = int(take(&mut at, 4)?);
+                Op::PutRef { key: k, pos, len, crc: int(take(&mut at, 4)?) }
+            }
             _ => return Err("unknown op"),
         };
         ops.push(op);
@@ -192,6 +229,7 @@ mod tests {
         b.delete_range(b"a", Some(b"b")).unwrap();
         b.delete_range(b"x", None).unwrap();
         b.synced(7, 1 << 40);
+        b.put_ref(b"k2", 1 << 33, 70, 0xdead_beef).unwrap();
         let frame = b.finish().unwrap();
         let header: [u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().unwrap();
         let (len, crc) = parse_header(&header).unwrap();
@@ -206,6 +244,7 @@ mod tests {
         assert_eq!(ops[2], Op::DeleteRange { start: b"a", end: Some(b"b") });
         assert_eq!(ops[3], Op::DeleteRange { start: b"x", end: None });
         assert_eq!(ops[4], Op::Synced { segment: 7, len: 1 << 40 });
+        assert_eq!(ops[5], Op::PutRef { key: b"k2", pos: 1 << 33, len: 70, crc: 0xdead_beef });
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use super::frame::{self, HEADER_LEN, MAGIC};
 use super::log::{io, segment_path, Index, Segment};
+use super::sealed::{self, Skeleton};
 use crate::{Result, StorageError};
 
 const MARKER: &str = "DAMAGED";
@@ -38,6 +39,8 @@ pub(super) struct Recovered {
     /// The newest segment and its valid length (None: an empty directory).
     pub(super) tail: Option<(u64, u64)>,
     pub(super) damaged: Option<String>,
+    /// The newest segment's frames without values, for its index file once sealed.
+    pub(super) skeleton: Skeleton,
 }
 
 /// How one segment replayed.
@@ -60,11 +63,25 @@ pub(super) fn recover(dir: &Path, dir_file: &File) -> Result<Recovered> {
         let ids = segment_ids(dir)?;
         let mut index = Index::default();
         let mut scans = Vec::with_capacity(ids.len());
-        for &id in &ids {
+        let mut skeleton = Skeleton::default();
+        for (n, &id) in ids.iter().enumerate() {
             let path = segment_path(dir, id);
             let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| io("open", &path, e))?;
+            let file_len = file.metadata().map_err(|e| io("open", &path, e))?.len();
             index.segments.insert(id, Segment::new(Arc::new(file)));
-            let scan = replay(&mut index, id, &path)?;
+            let newest = n + 1 == ids.len();
+            let scan = if !newest && sealed::replay_index(&mut index, dir, id, file_len) {
+                Scan { id, valid: file_len, file_len, bad: None }
+            } else {
+                skeleton = Skeleton::default();
+                let scan = replay(&mut index, id, &path, &mut skeleton)?;
+                if !newest && scan.bad.is_none() {
+                    if let Err(e) = skeleton.seal(dir, id, scan.valid) {
+                        tracing::warn!(error = %e, "could not write a sealed segment's index");
+                    }
+                }
+                scan
+            };
             if scan.bad.is_some() {
                 scan_marks(&mut index, id, scan.valid + 1, scan.file_len)?;
             }
@@ -81,25 +98,36 @@ pub(super) fn recover(dir: &Path, dir_file: &File) -> Result<Recovered> {
             cut_torn_tail(&index, last, &segment_path(dir, last.id))?;
         }
         let damaged = read_marker(dir)?;
-        return Ok(Recovered { index, tail: scans.last().map(|s| (s.id, s.valid)), damaged });
+        return Ok(Recovered { index, tail: scans.last().map(|s| (s.id, s.valid)), damaged, skeleton });
     }
     Err(StorageError::Internal { op: "open", message: format!("{}: damage remained after cutting it", dir.display()) })
 }
 
+/// The segments in `dir`, oldest first. Index files left without their segment (a crash
+/// between the two removals) and unfinished ones are removed.
 fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
-    let mut ids = Vec::new();
+    let (mut ids, mut indexes) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir).map_err(|e| io("open", dir, e))? {
         let name = entry.map_err(|e| io("open", dir, e))?.file_name();
-        if let Some(id) = name.to_string_lossy().strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+        let name = name.to_string_lossy();
+        let id = |suffix| name.strip_suffix(suffix).and_then(|s| s.parse::<u64>().ok());
+        if let Some(id) = id(".log") {
             ids.push(id);
+        } else if let Some(id) = id(".idx") {
+            indexes.push(id);
+        } else if name.ends_with(".idx.tmp") {
+            let _ = std::fs::remove_file(dir.join(&*name));
         }
     }
     ids.sort_unstable();
+    for orphan in indexes.into_iter().filter(|id| ids.binary_search(id).is_err()) {
+        sealed::remove_index(dir, orphan)?;
+    }
     Ok(ids)
 }
 
-/// Replays one segment into `index`, up to its first bad frame.
-fn replay(index: &mut Index, id: u64, path: &Path) -> Result<Scan> {
+/// Replays one segment into `index`, up to its first bad frame, keeping its skeleton.
+fn replay(index: &mut Index, id: u64, path: &Path, skeleton: &mut Skeleton) -> Result<Scan> {
     let segment = index.segments[&id].file.clone();
     let file_len = segment.metadata().map_err(|e| io("open", path, e))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, &*segment);
@@ -128,6 +156,7 @@ fn replay(index: &mut Index, id: u64, path: &Path) -> Result<Scan> {
             op: "open",
             message: format!("{} at byte {pos}: {m}", path.display()),
         })?;
+        skeleton.add(pos, &payload)?;
         pos += (HEADER_LEN + len) as u64;
     };
     Ok(Scan { id, valid: pos, file_len, bad })
@@ -155,7 +184,7 @@ fn scan_marks(index: &mut Index, id: u64, from: u64, file_len: u64) -> Result<()
 }
 
 /// The intact frame at `at`, if there is one, and where the next would start.
-fn frame_at(file: &File, at: u64, file_len: u64) -> Option<(Vec<u8>, u64)> {
+pub(super) fn frame_at(file: &File, at: u64, file_len: u64) -> Option<(Vec<u8>, u64)> {
     let mut header = [0u8; HEADER_LEN];
     file.read_exact_at(&mut header, at).ok()?;
     let (len, crc) = frame::parse_header(&header).ok()?;
@@ -211,6 +240,9 @@ fn cut_damage(dir: &Path, dir_file: &File, ids: &[u64], damage: &Damage) -> Resu
     let later = ids.iter().filter(|&&id| id > damage.segment).count();
     tracing::error!(damage = %what, later_segments_dropped = later, "segment log: synced data is damaged; cutting the log back to the last intact frame");
     write_marker(dir, dir_file, &what)?;
+    for &id in ids.iter().rev().filter(|&&id| id >= damage.segment) {
+        sealed::remove_index(dir, id)?;
+    }
     for &id in ids.iter().rev().filter(|&&id| id > damage.segment) {
         let later = segment_path(dir, id);
         std::fs::remove_file(&later).map_err(|e| io("remove damaged segment", &later, e))?;
