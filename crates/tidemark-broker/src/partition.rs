@@ -91,6 +91,11 @@ pub struct PartitionState {
     /// are here; they are needed for as long as the record is retained, since a shared
     /// group created later starts at the log start, so retention is what must trim this.
     pub record_deadlines: BTreeMap<Offset, i64>,
+    /// Where the highest timestamp so far rises, as (timestamp, base offset of that
+    /// batch), so a lookup by time is a binary search (Kafka's time index keeps the same
+    /// running maximum). Derived from `index`, so not in the snapshot.
+    #[serde(skip)]
+    time_marks: Vec<(TimestampMs, Offset)>,
 }
 
 impl PartitionState {
@@ -130,6 +135,9 @@ impl PartitionState {
             append_ms,
         });
         self.retained_bytes += len as u64;
+        if self.time_marks.last().is_none_or(|(ts, _)| h.max_timestamp > *ts) {
+            self.time_marks.push((h.max_timestamp, base_offset));
+        }
         if let Some(id) = &id {
             self.producers.record(id, base_offset);
         }
@@ -149,7 +157,19 @@ impl PartitionState {
     /// The first offset whose batch holds a timestamp at or after `ts`; the log end
     /// offset when there is none (Kafka's ListOffsets semantics, at batch granularity).
     pub fn offset_for_timestamp(&self, ts: TimestampMs) -> Offset {
-        self.index.iter().find(|e| e.max_timestamp >= ts).map_or(self.next_offset, |e| e.base_offset)
+        let i = self.time_marks.partition_point(|(max, _)| *max < ts);
+        self.time_marks.get(i).map_or(self.next_offset, |(_, offset)| *offset)
+    }
+
+    /// Derives `time_marks` from the index again (after a restore or a trim: the
+    /// running maximum of what is left may be lower than before).
+    pub(crate) fn rebuild_time_marks(&mut self) {
+        self.time_marks.clear();
+        for e in &self.index {
+            if self.time_marks.last().is_none_or(|(ts, _)| e.max_timestamp > *ts) {
+                self.time_marks.push((e.max_timestamp, e.base_offset));
+            }
+        }
     }
 }
 
@@ -237,7 +257,8 @@ impl StateMachineLogic for PartitionLogic {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let state: PartitionState = bincode::deserialize(snapshot).map_err(|e| e.to_string())?;
+        let mut state: PartitionState = bincode::deserialize(snapshot).map_err(|e| e.to_string())?;
+        state.rebuild_time_marks();
         *self.0.state.write().unwrap_or_else(|e| e.into_inner()) = state;
         self.0.applied.bump();
         Ok(())
@@ -275,6 +296,36 @@ mod tests {
         assert_eq!(st.find(9), None);
         assert_eq!(st.offset_for_timestamp(150), 4);
         assert_eq!(st.offset_for_timestamp(1000), 9);
+    }
+
+    /// Timestamps need not rise from batch to batch (producers' clocks); the answer is
+    /// the first batch holding one at or after the time asked, before and after a trim
+    /// and a restore, as a scan of the whole index would find it.
+    #[test]
+    fn lookup_by_time_matches_a_scan_when_timestamps_go_back() {
+        let shared = PartitionShared::new();
+        let mut logic = PartitionLogic(shared.clone());
+        let stamps = [100i64, 50, 120, 90, 200, 10, 200, 300];
+        for (i, ts) in stamps.iter().enumerate() {
+            logic.apply(10 + i as u64, &append_command(&batch(2, *ts), 0, 0));
+        }
+        let scan = |st: &PartitionState, ts: i64| {
+            st.index.iter().find(|e| e.max_timestamp >= ts).map_or(st.next_offset, |e| e.base_offset)
+        };
+        let check = |st: &PartitionState| {
+            for ts in [0, 10, 40, 50, 51, 95, 100, 101, 120, 121, 200, 250, 300, 301] {
+                assert_eq!(st.offset_for_timestamp(ts), scan(st, ts), "timestamp {ts}");
+            }
+        };
+        check(&shared.read());
+        // Drops the batch stamped 100: 50 is now the first maximum.
+        logic.apply(30, &crate::retention::trim_command(2));
+        check(&shared.read());
+        let snapshot = logic.snapshot();
+        let restored = PartitionShared::new();
+        PartitionLogic(restored.clone()).restore(&snapshot).unwrap();
+        check(&restored.read());
+        assert_eq!(restored.read().offset_for_timestamp(40), 2);
     }
 
     fn idempotent(n: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {

@@ -95,6 +95,7 @@ impl PartitionState {
             cursor.records = cursor.records.split_off(&start);
             cursor.start = cursor.start.max(start);
         }
+        self.rebuild_time_marks();
     }
 }
 
