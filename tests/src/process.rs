@@ -127,6 +127,13 @@ impl ProcessCluster {
         panic!("node {want} never became the leader of {topic}/0");
     }
 
+    /// SIGTERM: asks node `i` to stop gracefully (see [`Self::wait_exit`]).
+    pub fn terminate(&self, i: usize) {
+        if let Some(child) = &self.children[i] {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+    }
+
     /// Waits up to `within` for node `i`'s process to exit by itself; its exit status.
     pub async fn wait_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = tokio::time::Instant::now() + within;

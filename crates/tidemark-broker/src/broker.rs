@@ -180,8 +180,13 @@ impl Broker {
         self.ctx.pool.clone()
     }
 
-    /// Stops every group on this node (the data stays).
+    /// Stops every group on this node (the data stays), after handing its leaderships
+    /// to other voters (bounded by two election timeouts), so that clients find new
+    /// leaders at once.
     pub async fn shutdown(&self) {
+        if !self.registry.is_closed() {
+            self.hand_off_leaderships(Duration::from_millis(2 * self.cfg.timing.election_max_ms)).await;
+        }
         self.registry.close();
         let replicas: Vec<_> = self.replicas.write().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for (_, r) in replicas {

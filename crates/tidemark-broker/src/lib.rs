@@ -6,6 +6,7 @@ pub mod admin;
 pub mod broker;
 pub mod error;
 pub mod groups;
+mod handoff;
 pub mod meta;
 pub mod ops;
 pub mod partition;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tidemark_proto::v1::RaftRpc;
@@ -37,6 +37,10 @@ impl GroupRegistry {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.closing.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Resolves once [`GroupRegistry::close`] was called.
@@ -86,6 +90,13 @@ impl GroupRegistry {
             Ok(RaftRpc::Vote) => {
                 let req: VoteRequest<TypeConfig> = decode(payload)?;
                 encode(&raft.vote(req).await.map_err(|e| e.to_string())?)
+            }
+            Ok(RaftRpc::TransferLeader) if self.repairs.is_repairing(group) => {
+                Err(format!("group {group:#x} is repairing after disk damage on this node; it cannot take over"))
+            }
+            Ok(RaftRpc::TransferLeader) => {
+                let req: TransferLeaderRequest<TypeConfig> = decode(payload)?;
+                encode(&raft.handle_transfer_leader(req).await.map_err(|e| e.to_string())?)
             }
             Ok(RaftRpc::Snapshot) => {
                 let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(payload)?;
