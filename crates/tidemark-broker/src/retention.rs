@@ -99,6 +99,30 @@ impl PartitionState {
     }
 }
 
+/// How long to rest between storage compaction passes while they still find work.
+const COMPACTION_REST: Duration = Duration::from_millis(200);
+
+/// Compacts storage, pass after pass while there is work (a deleted topic's space waits
+/// behind the live data copied forward), for at most `budget`.
+async fn maintain_storage(b: &Broker, budget: Duration) {
+    let until = tokio::time::Instant::now() + budget;
+    loop {
+        let engine = b.engine().clone();
+        match tidemark_raft::blocking::run_blocking(move || engine.maintain()).await {
+            Ok(0) => return,
+            Ok(bytes) => tracing::debug!(bytes, "storage compaction copied live data forward"),
+            Err(e) => {
+                tracing::warn!(error = %e, "storage compaction failed; it is retried next pass");
+                return;
+            }
+        }
+        if tokio::time::Instant::now() + COMPACTION_REST >= until {
+            return;
+        }
+        tokio::time::sleep(COMPACTION_REST).await;
+    }
+}
+
 /// Runs until the broker is dropped: one retention and compaction pass per `every`.
 pub async fn run(broker: Weak<Broker>, every: Duration) {
     loop {
@@ -106,12 +130,7 @@ pub async fn run(broker: Weak<Broker>, every: Duration) {
         let Some(b) = broker.upgrade() else { return };
         b.enforce_retention().await;
         b.compact_logs().await;
-        let engine = b.engine().clone();
-        match tidemark_raft::blocking::run_blocking(move || engine.maintain()).await {
-            Ok(0) => {}
-            Ok(bytes) => tracing::debug!(bytes, "storage compaction copied live data forward"),
-            Err(e) => tracing::warn!(error = %e, "storage compaction failed; it is retried next pass"),
-        }
+        maintain_storage(&b, every).await;
         // Damage found while running (by a read or the background check) is repaired at
         // the next start, which must therefore come now (see `tidemark_raft::repair`).
         if let Some(damage) = b.engine().damage_report() {

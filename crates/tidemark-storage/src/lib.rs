@@ -60,8 +60,9 @@ pub trait Engine: Send + Sync + 'static {
     /// caller must stop.
     fn flush(&self) -> Result<()>;
     /// Gives back space held by data that is no longer live, which may mean rewriting
-    /// live data; returns the bytes rewritten. Blocking, and it may take a while: call it
-    /// off the write path, now and then (the broker does, with each retention pass).
+    /// live data; returns the bytes rewritten (more than 0: call again, there may be more
+    /// to do). Blocking, and it may take a while: call it off the write path, now and then
+    /// (the broker does, with each retention pass).
     fn maintain(&self) -> Result<u64> {
         Ok(0)
     }

@@ -159,12 +159,15 @@ impl<E: Engine> Engine for SegmentedEngine<E> {
         }
     }
 
-    /// Compacts the segment log, copying at most 256 MiB per call (emptied segments cost
-    /// nothing to remove), then checks up to 32 MiB of sealed segments for rot (all of a
-    /// GiB every few minutes at the default 5 s retention check).
+    /// Compacts the segment log, copying at most 64 MiB per call (emptied segments cost
+    /// nothing to remove). When there was nothing to copy, checks up to 32 MiB of sealed
+    /// segments for rot instead (all of a GiB every few minutes at the default 5 s
+    /// retention check).
     fn maintain(&self) -> Result<u64> {
-        let rewritten = self.log.compact(256 << 20)?.bytes_rewritten;
-        self.log.scrub(32 << 20)?;
+        let rewritten = self.log.compact(64 << 20)?.bytes_rewritten;
+        if rewritten == 0 {
+            self.log.scrub(32 << 20)?;
+        }
         Ok(rewritten)
     }
 
