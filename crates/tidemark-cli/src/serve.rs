@@ -49,9 +49,29 @@ pub struct ServeArgs {
     /// 1 GiB). Disk use runs up to a few segments above what retention keeps.
     #[arg(long, env = "TIDEMARK_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
+    /// Raft heartbeat interval, in ms (default 100).
+    #[arg(long, env = "TIDEMARK_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Shortest election timeout, in ms (default 500; at least three heartbeats). A
+    /// leader's failure is noticed after about this long.
+    #[arg(long, env = "TIDEMARK_ELECTION_TIMEOUT_MIN_MS")]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Longest election timeout, in ms (default 1000; above the shortest).
+    #[arg(long, env = "TIDEMARK_ELECTION_TIMEOUT_MAX_MS")]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Largest batch a producer may send, in bytes (default 4 MiB; at most 64 MiB).
+    #[arg(long, env = "TIDEMARK_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<usize>,
+    /// Largest single record, in bytes (default 1 MiB; at most the batch limit).
+    #[arg(long, env = "TIDEMARK_MAX_RECORD_BYTES")]
+    pub max_record_bytes: Option<usize>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Print the effective configuration (file, then environment, then flags) as TOML
+    /// and exit without starting the node.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 impl ServeArgs {
@@ -85,6 +105,21 @@ impl ServeArgs {
         if let Some(n) = self.segment_bytes {
             c.segment_bytes = n;
         }
+        if let Some(ms) = self.heartbeat_ms {
+            c.heartbeat_ms = ms;
+        }
+        if let Some(ms) = self.election_timeout_min_ms {
+            c.election_timeout_min_ms = ms;
+        }
+        if let Some(ms) = self.election_timeout_max_ms {
+            c.election_timeout_max_ms = ms;
+        }
+        if let Some(n) = self.max_batch_bytes {
+            c.max_batch_bytes = n;
+        }
+        if let Some(n) = self.max_record_bytes {
+            c.max_record_bytes = n;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -92,6 +127,10 @@ impl ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.node_config()?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
     let node = start_node(config).await?;
     node.wait().await.map_err(anyhow::Error::msg)
 }

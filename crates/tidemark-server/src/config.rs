@@ -103,6 +103,11 @@ impl NodeConfig {
         toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
     }
 
+    /// The configuration as a TOML file would give it (what `serve --print-config` shows).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| invalid("config", e.to_string()))
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen
             .parse()
@@ -206,5 +211,7 @@ mod tests {
             toml::from_str("id = 3\nlisten = \"127.0.0.1:9000\"\npeers = \"3=127.0.0.1:9000\"").unwrap();
         assert_eq!((c.id, c.heartbeat_ms), (3, 100));
         assert!(toml::from_str::<NodeConfig>("idd = 3").is_err());
+        let printed = c.to_toml().unwrap();
+        assert_eq!(toml::from_str::<NodeConfig>(&printed).unwrap(), c, "what --print-config shows reads back");
     }
 }

@@ -1,0 +1,44 @@
+//! `tidemark serve` configuration as an operator meets it: every node setting can come
+//! from a file, a `TIDEMARK_*` variable or a flag (in that order of precedence), a bad
+//! value is an error that names the setting, and `--print-config` shows the result.
+
+use std::process::Command;
+
+use tidemark_tests::process::tidemark_binary;
+
+fn serve(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(tidemark_binary());
+    cmd.arg("serve").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run tidemark serve");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn file_then_environment_then_flags_and_print_config_shows_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, "id = 2\nheartbeat_ms = 80\nelection_timeout_min_ms = 400\nmax_batch_bytes = 2097152\n")
+        .unwrap();
+    let (ok, out, err) = serve(
+        &["--config", file.to_str().unwrap(), "--election-timeout-max-ms", "900", "--print-config"],
+        &[("TIDEMARK_HEARTBEAT_MS", "50"), ("TIDEMARK_ELECTION_TIMEOUT_MAX_MS", "2000")],
+    );
+    assert!(ok, "{err}");
+    for line in ["id = 2", "heartbeat_ms = 50", "election_timeout_min_ms = 400", "election_timeout_max_ms = 900"] {
+        assert!(out.lines().any(|l| l == line), "missing `{line}` in:\n{out}");
+    }
+    assert!(out.contains("max_batch_bytes = 2097152"), "{out}");
+}
+
+#[test]
+fn a_bad_value_is_an_error_that_names_the_setting() {
+    let (ok, _, err) = serve(&["--id", "1", "--print-config"], &[("TIDEMARK_HEARTBEAT_MS", "abc")]);
+    assert!(!ok, "a heartbeat of `abc` must not start a node");
+    assert!(err.contains("heartbeat-ms") && err.contains("abc"), "{err}");
+    let (ok, _, err) = serve(&["--id", "1", "--max-record-bytes", "0", "--print-config"], &[]);
+    assert!(!ok);
+    assert!(err.contains("max_record_bytes"), "{err}");
+}
