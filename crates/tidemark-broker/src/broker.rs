@@ -112,6 +112,7 @@ impl Broker {
         tokio::spawn(crate::reconcile::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::groups::sessions::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::retention::run(Arc::downgrade(&broker), broker.cfg.retention_check));
+        tokio::spawn(crate::health::watch(Arc::downgrade(&broker)));
         Ok(broker)
     }
 
@@ -291,10 +292,12 @@ impl Broker {
     /// The leader replica, ready to serve reads: the first read of each term confirms
     /// leadership with a quorum (ReadIndex) and waits until everything committed before
     /// it is applied. A new or restarted leader may otherwise answer with stale offsets.
+    /// Later reads go straight through while the leader's lease holds (see `lease.rs`),
+    /// and confirm again with a quorum when it does not.
     pub async fn read_replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<Replica>> {
         let r = self.leader_replica(topic, partition)?;
         let term = r.raft.metrics().borrow_watched().current_term;
-        if r.read_term.load(Ordering::Acquire) == term {
+        if r.read_term.load(Ordering::Acquire) == term && self.lease_holds(&r.raft) {
             return Ok(r);
         }
         let what = format!("{topic}/{partition}");

@@ -7,6 +7,8 @@ pub mod broker;
 pub mod error;
 pub mod groups;
 mod handoff;
+mod health;
+mod lease;
 pub mod meta;
 pub mod ops;
 pub mod partition;

@@ -131,15 +131,6 @@ pub async fn run(broker: Weak<Broker>, every: Duration) {
         b.enforce_retention().await;
         b.compact_logs().await;
         maintain_storage(&b, every).await;
-        // Damage found while running (by a read or the background check) is repaired at
-        // the next start, which must therefore come now (see `tidemark_raft::repair`).
-        if let Some(damage) = b.engine().damage_report() {
-            b.fail(format!(
-                "synced data on this node's disk is damaged ({damage}); the node stops so that, restarted, \
-                 it repairs every replica from its peers"
-            ));
-            return;
-        }
     }
 }
 

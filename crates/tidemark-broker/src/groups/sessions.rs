@@ -128,7 +128,7 @@ impl Broker {
             return Err(self.not_meta_leader());
         }
         let term = self.meta_term();
-        if self.sessions.read_term.load(Ordering::Acquire) == term {
+        if self.sessions.read_term.load(Ordering::Acquire) == term && self.lease_holds(&self.meta_raft) {
             return Ok(term);
         }
         let wait = Duration::from_millis(self.cfg.timing.election_max_ms * 2);
