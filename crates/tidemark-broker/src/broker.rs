@@ -364,6 +364,11 @@ impl Broker {
 /// Initializes `raft` with `members` after `delay`, unless it has heard from a leader.
 pub(crate) async fn initialize_later(raft: Raft, members: BTreeMap<NodeId, BasicNode>, delay: Duration) {
     tokio::time::sleep(delay).await;
+    // A group stopped meanwhile (its topic deleted, the node stopping) is left alone:
+    // asking it anything makes openraft log an error.
+    if raft.metrics().borrow_watched().running_state.is_err() {
+        return;
+    }
     if matches!(raft.is_initialized().await, Ok(false)) {
         if let Err(e) = raft.initialize(members).await {
             tracing::debug!(error = %e, "group already initialized");

@@ -102,7 +102,9 @@ async fn main() -> ExitCode {
 /// stay quiet unless something is wrong (warn), so their stdout/stderr stay readable.
 fn init_logging(command: &Command) {
     let default = match command {
-        Command::Serve(_) | Command::Dev(_) => "info,openraft=warn",
+        // openraft warns per group on every retry to a peer that is down; the transport
+        // says it once per outage instead (RUST_LOG=info,openraft=warn shows them all).
+        Command::Serve(_) | Command::Dev(_) => "info,openraft=error",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

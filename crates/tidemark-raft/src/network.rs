@@ -30,11 +30,35 @@ use crate::types::{Snapshot, TypeConfig, Vote};
 #[derive(Default)]
 pub struct PeerPool {
     peers: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// Whether each peer answered the last request sent to it. With a peer down, every
+    /// group retries it several times a second; this logs one line when it goes away and
+    /// one when it is back (openraft's per-group warnings: RUST_LOG=openraft=warn).
+    reachable: Mutex<HashMap<NodeId, bool>>,
+}
+
+/// Whether a failed request reached the peer: the transport's own refusals are
+/// `FailedPrecondition` (see tidemark-server's raft_api); anything else, and a timeout,
+/// means the peer itself did not answer.
+pub(crate) fn peer_answered(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition
 }
 
 impl PeerPool {
     pub fn new() -> Arc<PeerPool> {
         Arc::new(PeerPool::default())
+    }
+
+    /// Records whether `node` answered; logs only when that changes.
+    pub(crate) fn answered(&self, node: NodeId, outcome: Result<(), &str>) {
+        let now = outcome.is_ok();
+        let before = self.reachable.lock().unwrap_or_else(|e| e.into_inner()).insert(node, now);
+        match (before, outcome) {
+            (Some(true) | None, Err(error)) => {
+                tracing::warn!(node, error, "peer unreachable; its groups retry with backoff (one line per outage)")
+            }
+            (Some(false), Ok(())) => tracing::info!(node, "peer reachable again"),
+            _ => {}
+        }
     }
 
     /// The channel to `node` at `addr`, made once and reused; a changed address replaces it.
@@ -71,7 +95,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = GroupNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GroupNetwork {
-        GroupNetwork { group: self.group, target, channel: self.pool.channel(target, &node.addr) }
+        let channel = self.pool.channel(target, &node.addr);
+        GroupNetwork { group: self.group, target, channel, pool: self.pool.clone() }
     }
 }
 
@@ -80,6 +105,7 @@ pub struct GroupNetwork {
     group: GroupId,
     target: NodeId,
     channel: Result<Channel, String>,
+    pool: Arc<PeerPool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +130,23 @@ impl GroupNetwork {
         let request = RaftRequest { group: self.group, rpc: rpc as i32, payload: payload.into() };
         let mut client =
             RaftTransportClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
-        let reply = tokio::time::timeout(ttl, client.call(request))
-            .await
-            .map_err(|_| err(format!("no answer within {ttl:?}")))?
-            .map_err(|s| err(format!("{}: {}", s.code(), s.message())))?;
+        let reply = match tokio::time::timeout(ttl, client.call(request)).await {
+            Err(_) => {
+                let message = format!("no answer within {ttl:?}");
+                self.pool.answered(self.target, Err(&message));
+                return Err(err(message));
+            }
+            Ok(Err(s)) => {
+                let message = format!("{}: {}", s.code(), s.message());
+                let outcome = if crate::network::peer_answered(&s) { Ok(()) } else { Err(message.as_str()) };
+                self.pool.answered(self.target, outcome);
+                return Err(err(message));
+            }
+            Ok(Ok(reply)) => {
+                self.pool.answered(self.target, Ok(()));
+                reply
+            }
+        };
         bincode::deserialize(&reply.into_inner().payload).map_err(|e| err(format!("decode: {e}")))
     }
 }
@@ -140,7 +179,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
-        crate::pipeline::open(self.channel.clone(), self.group, self.target, input, option)
+        crate::pipeline::open(self.channel.clone(), self.pool.clone(), self.group, self.target, input, option)
     }
 
     async fn vote(

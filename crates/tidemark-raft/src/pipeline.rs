@@ -72,6 +72,7 @@ impl Outstanding {
 /// off and opens a new stream from what was acknowledged.
 pub(crate) fn open<'s, S>(
     channel: Result<Channel, String>,
+    pool: Arc<crate::network::PeerPool>,
     group: GroupId,
     target: NodeId,
     input: S,
@@ -110,11 +111,23 @@ where
         let mut client =
             RaftTransportClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
         let ttl = option.hard_ttl();
-        let replies = tokio::time::timeout(ttl, client.append_stream(requests))
-            .await
-            .map_err(|_| err(format!("not opened within {ttl:?}")))?
-            .map_err(|s| err(format!("{}: {}", s.code(), s.message())))?
-            .into_inner();
+        let replies = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
+            Err(_) => {
+                let message = format!("not opened within {ttl:?}");
+                pool.answered(target, Err(&message));
+                return Err(err(message));
+            }
+            Ok(Err(s)) => {
+                let message = format!("{}: {}", s.code(), s.message());
+                let outcome = if crate::network::peer_answered(&s) { Ok(()) } else { Err(message.as_str()) };
+                pool.answered(target, outcome);
+                return Err(err(message));
+            }
+            Ok(Ok(replies)) => {
+                pool.answered(target, Ok(()));
+                replies.into_inner()
+            }
+        };
         let answers = futures::stream::unfold(Some(replies), move |state| {
             let outstanding = outstanding.clone();
             async move {

@@ -1,4 +1,6 @@
-//! The internal `RaftTransport` service: a thin wrapper over the group registry.
+//! The internal `RaftTransport` service: a thin wrapper over the group registry. Its own
+//! refusals (a group not hosted here yet, a replica repairing) are `FailedPrecondition`,
+//! so that a peer can tell "reached, but not now" from "unreachable" (`Unavailable`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ impl RaftTransport for RaftApi {
         let inbound = request.into_inner().map(|r| r.map_err(|s| format!("{}: {}", s.code(), s.message())));
         let answers = tidemark_raft::pipeline::serve(self.registry.clone(), inbound).map(|r| match r {
             Ok(payload) => Ok(RaftResponse { payload: payload.into() }),
-            Err(message) => Err(Status::unavailable(message)),
+            Err(message) => Err(Status::failed_precondition(message)),
         });
         Ok(Response::new(Box::pin(answers)))
     }
@@ -33,7 +35,7 @@ impl RaftTransport for RaftApi {
         let req = request.into_inner();
         match self.registry.handle(req.group, req.rpc, &req.payload).await {
             Ok(payload) => Ok(Response::new(RaftResponse { payload: payload.into() })),
-            Err(message) => Err(Status::unavailable(message)),
+            Err(message) => Err(Status::failed_precondition(message)),
         }
     }
 }
