@@ -1,7 +1,8 @@
 //! Graceful shutdown on three real `tidemark serve` processes: on SIGTERM a node hands
 //! every leadership it holds to another voter before it exits, so by the time it is gone
 //! every partition already has a leader elsewhere (without the hand-off they would wait
-//! an election timeout), and a producer running throughout loses nothing.
+//! an election timeout), and a producer running throughout loses nothing. When a node
+//! comes back, the partitions it prefers to lead return to it in the background.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,4 +59,33 @@ async fn sigterm_hands_every_leadership_over_before_the_node_exits() {
     let (sent, failed) = producing.await.expect("producer task");
     assert!(sent > 10, "the producer made progress ({sent} sends)");
     assert!(failed.is_empty(), "{} of {sent} sends failed across the shutdown: {:?}", failed.len(), &failed[..1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaderships_return_to_their_preferred_replica_after_a_restart() {
+    let mut cluster = ProcessCluster::start(3).expect("start three processes");
+    let client = Client::new(ClientConfig::new(cluster.addrs.clone())).expect("client");
+    let created = client.admin().create_topic("balanced", 6, 3, 0, 0).await.expect("create topic");
+    let preferred: Vec<u64> = created.partitions.iter().map(|p| p.replicas[0]).collect();
+    assert!(preferred.contains(&1), "node 1 is the preferred leader of some partitions: {preferred:?}");
+
+    cluster.kill9(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = client.admin().describe_topic("balanced").await.expect("describe");
+    assert!(d.partitions.iter().all(|p| p.leader.is_some_and(|l| l != 1)), "others took over: {d:?}");
+    cluster.restart(0).expect("restart node 1");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let d = client.admin().describe_topic("balanced").await.expect("describe");
+        let leaders: Vec<Option<u64>> = d.partitions.iter().map(|p| p.leader).collect();
+        if leaders.iter().zip(&preferred).all(|(l, p)| *l == Some(*p)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leaders {leaders:?} did not return to the preferred {preferred:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

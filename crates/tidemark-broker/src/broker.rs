@@ -73,6 +73,8 @@ pub struct Broker {
     /// Why the node must stop, once something it cannot recover from in place happened.
     failure: std::sync::Mutex<Option<String>>,
     failed: crate::signal::Signal,
+    /// Set once the metadata applied here caught up with the cluster's after the start.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -106,13 +108,15 @@ impl Broker {
         registry.insert(METADATA_GROUP, meta_raft.clone());
         let replicas = RwLock::new(HashMap::new());
         let sessions = Default::default();
-        let (failure, failed) = Default::default();
-        let broker = Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas, sessions, failure, failed });
+        let (failure, failed, ready) = Default::default();
+        let broker =
+            Arc::new(Broker { cfg, ctx, registry, meta_raft, meta, replicas, sessions, failure, failed, ready });
         broker.form_cluster().await?;
         tokio::spawn(crate::reconcile::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::groups::sessions::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::retention::run(Arc::downgrade(&broker), broker.cfg.retention_check));
         tokio::spawn(crate::health::watch(Arc::downgrade(&broker)));
+        tokio::spawn(crate::balance::run(Arc::downgrade(&broker)));
         Ok(broker)
     }
 
@@ -241,8 +245,45 @@ impl Broker {
         self.meta.read().topics.values().cloned().collect()
     }
 
+    /// A topic. One not known here is reported unknown only once this node has caught up
+    /// with the cluster's metadata: before, it may simply not have heard of it yet.
     pub fn topic(&self, name: &str) -> Result<TopicMeta> {
-        self.meta.read().topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic { topic: name.into() })
+        if let Some(t) = self.meta.read().topics.get(name) {
+            return Ok(t.clone());
+        }
+        self.ensure_ready()?;
+        Err(BrokerError::UnknownTopic { topic: name.into() })
+    }
+
+    /// Every topic, for clients: refused (retriably) until this node has caught up.
+    pub fn list_topics(&self) -> Result<Vec<TopicMeta>> {
+        self.ensure_ready()?;
+        Ok(self.topics())
+    }
+
+    /// Whether this node has caught up with the cluster's metadata since it started: it
+    /// knows a metadata leader and has applied everything that leader committed. Until
+    /// then a restarted node would answer from an old state (a topic created while it was
+    /// down "does not exist"); it answers `Unavailable`, which clients retry, instead.
+    pub fn ensure_ready(&self) -> Result<()> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let caught_up = {
+            let metrics = self.meta_raft.metrics();
+            let m = metrics.borrow_watched();
+            m.current_leader.is_some() && m.cluster_committed.is_some() && m.last_applied >= m.cluster_committed
+        };
+        if !caught_up {
+            return Err(BrokerError::Unavailable(format!(
+                "node {} is still catching up with the cluster's metadata; retry in a moment",
+                self.node_id()
+            )));
+        }
+        if !self.ready.swap(true, Ordering::AcqRel) {
+            tracing::info!("caught up with the cluster's metadata; serving");
+        }
+        Ok(())
     }
 
     pub fn local_replica(&self, group: GroupId) -> Option<Arc<Replica>> {

@@ -3,6 +3,7 @@
 //! it on the wire.
 
 pub mod admin;
+mod balance;
 pub mod broker;
 pub mod error;
 pub mod groups;

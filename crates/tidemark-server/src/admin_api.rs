@@ -41,7 +41,7 @@ impl Admin for AdminApi {
     }
 
     async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
-        let names = self.broker.topics().into_iter().map(|t| t.name.to_string()).collect();
+        let names = self.broker.list_topics().map_err(to_status)?.into_iter().map(|t| t.name.to_string()).collect();
         Ok(Response::new(ListTopicsResponse { names }))
     }
 

@@ -118,7 +118,7 @@ impl Tidemark for ClientApi {
     async fn metadata(&self, request: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {
         let req = request.into_inner();
         let mut topics = Vec::new();
-        for t in self.broker.topics() {
+        for t in self.broker.list_topics().map_err(to_status)? {
             if req.topics.is_empty() || req.topics.iter().any(|n| n == t.name.as_str()) {
                 topics.push(self.describer.describe(&t).await);
             }
