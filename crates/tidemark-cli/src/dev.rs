@@ -47,6 +47,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         nodes.push(crate::serve::start_node(config).await?);
     }
     let bootstrap: Vec<String> = (1..=args.nodes).map(addr).collect();
+    // "Up" means every node has caught up with the cluster's metadata (after a restart on
+    // old data that takes a moment), so a script's first command gets a true answer.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while nodes.iter().any(|n| n.broker.ensure_ready().is_err()) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes did not agree on a metadata leader within 30 s; see the log above"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     println!("tidemark dev cluster of {} node(s) is up; data in {}", args.nodes, root.display());
     println!("bootstrap: {}", bootstrap.join(","));
     println!("try: tidemark topic create demo --partitions 3 --replication-factor {}", args.nodes.min(3));

@@ -39,7 +39,7 @@ pub struct PeerPool {
 /// Whether a failed request reached the peer: the transport's own refusals are
 /// `FailedPrecondition` (see tidemark-server's raft_api); anything else, and a timeout,
 /// means the peer itself did not answer.
-pub(crate) fn peer_answered(status: &tonic::Status) -> bool {
+fn peer_answered(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::FailedPrecondition
 }
 
@@ -48,8 +48,32 @@ impl PeerPool {
         Arc::new(PeerPool::default())
     }
 
+    /// Passes on the outcome of a request to `node` (Err: it timed out, with why), as a
+    /// reply or an error message, recording whether the peer answered.
+    pub(crate) fn observe<T>(
+        &self,
+        node: NodeId,
+        outcome: Result<Result<T, tonic::Status>, String>,
+    ) -> Result<T, String> {
+        match outcome {
+            Ok(Ok(reply)) => {
+                self.answered(node, Ok(()));
+                Ok(reply)
+            }
+            Ok(Err(status)) => {
+                let message = format!("{}: {}", status.code(), status.message());
+                self.answered(node, if peer_answered(&status) { Ok(()) } else { Err(&message) });
+                Err(message)
+            }
+            Err(message) => {
+                self.answered(node, Err(&message));
+                Err(message)
+            }
+        }
+    }
+
     /// Records whether `node` answered; logs only when that changes.
-    pub(crate) fn answered(&self, node: NodeId, outcome: Result<(), &str>) {
+    fn answered(&self, node: NodeId, outcome: Result<(), &str>) {
         let now = outcome.is_ok();
         let before = self.reachable.lock().unwrap_or_else(|e| e.into_inner()).insert(node, now);
         match (before, outcome) {
@@ -130,23 +154,9 @@ impl GroupNetwork {
         let request = RaftRequest { group: self.group, rpc: rpc as i32, payload: payload.into() };
         let mut client =
             RaftTransportClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
-        let reply = match tokio::time::timeout(ttl, client.call(request)).await {
-            Err(_) => {
-                let message = format!("no answer within {ttl:?}");
-                self.pool.answered(self.target, Err(&message));
-                return Err(err(message));
-            }
-            Ok(Err(s)) => {
-                let message = format!("{}: {}", s.code(), s.message());
-                let outcome = if crate::network::peer_answered(&s) { Ok(()) } else { Err(message.as_str()) };
-                self.pool.answered(self.target, outcome);
-                return Err(err(message));
-            }
-            Ok(Ok(reply)) => {
-                self.pool.answered(self.target, Ok(()));
-                reply
-            }
-        };
+        let outcome = tokio::time::timeout(ttl, client.call(request)).await;
+        let reply =
+            self.pool.observe(self.target, outcome.map_err(|_| format!("no answer within {ttl:?}"))).map_err(err)?;
         bincode::deserialize(&reply.into_inner().payload).map_err(|e| err(format!("decode: {e}")))
     }
 }

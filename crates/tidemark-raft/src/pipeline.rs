@@ -111,23 +111,9 @@ where
         let mut client =
             RaftTransportClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
         let ttl = option.hard_ttl();
-        let replies = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
-            Err(_) => {
-                let message = format!("not opened within {ttl:?}");
-                pool.answered(target, Err(&message));
-                return Err(err(message));
-            }
-            Ok(Err(s)) => {
-                let message = format!("{}: {}", s.code(), s.message());
-                let outcome = if crate::network::peer_answered(&s) { Ok(()) } else { Err(message.as_str()) };
-                pool.answered(target, outcome);
-                return Err(err(message));
-            }
-            Ok(Ok(replies)) => {
-                pool.answered(target, Ok(()));
-                replies.into_inner()
-            }
-        };
+        let opened = tokio::time::timeout(ttl, client.append_stream(requests)).await;
+        let replies =
+            pool.observe(target, opened.map_err(|_| format!("not opened within {ttl:?}"))).map_err(err)?.into_inner();
         let answers = futures::stream::unfold(Some(replies), move |state| {
             let outstanding = outstanding.clone();
             async move {

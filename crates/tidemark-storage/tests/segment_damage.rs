@@ -4,34 +4,12 @@
 #![cfg(not(madsim))]
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use tidemark_storage::{Engine, MemoryEngine, SegmentedEngine, StorageError};
+use tidemark_storage::{Engine, StorageError};
 
-const LOG: &str = "raft_log";
-
-fn open(dir: &Path, segment_bytes: u64) -> SegmentedEngine<MemoryEngine> {
-    SegmentedEngine::open(dir, LOG, MemoryEngine::new(), segment_bytes).unwrap()
-}
-
-fn key(i: u64) -> [u8; 8] {
-    i.to_be_bytes()
-}
-
-fn keys(engine: &dyn Engine) -> Vec<u64> {
-    let rows = engine.range(LOG, b"", None, usize::MAX).unwrap();
-    rows.iter().map(|(k, _)| u64::from_be_bytes(k[..8].try_into().unwrap())).collect()
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    files.sort();
-    files
-}
+mod common;
+use common::{key, keys, open, segments, LOG};
 
 /// Writes `n` values of 80 bytes, one flush (group commit) each, as the log store does.
 fn write_synced(e: &dyn Engine, keys: std::ops::Range<u64>) {

@@ -11,20 +11,8 @@ use std::sync::Arc;
 
 use tidemark_storage::{conformance, Engine, MemoryEngine, SegmentedEngine, SharedEngine, WriteBatch};
 
-const LOG: &str = "raft_log";
-
-fn open(dir: &Path, segment_bytes: u64) -> SegmentedEngine<MemoryEngine> {
-    SegmentedEngine::open(dir, LOG, MemoryEngine::new(), segment_bytes).unwrap()
-}
-
-fn key(i: u64) -> [u8; 8] {
-    i.to_be_bytes()
-}
-
-fn keys(engine: &dyn Engine) -> Vec<u64> {
-    let rows = engine.range(LOG, b"", None, usize::MAX).unwrap();
-    rows.iter().map(|(k, _)| u64::from_be_bytes(k[..8].try_into().unwrap())).collect()
-}
+mod common;
+use common::{key, keys, open, segments, LOG};
 
 /// The log tree is the one most conformance checks use ("t"), then the other tree the
 /// isolation check uses ("a"), so both the segment log and the routing are covered.
@@ -71,13 +59,7 @@ fn flushed_writes_deletes_and_truncations_survive_reopen() {
 }
 
 fn newest_segment(dir: &Path) -> std::path::PathBuf {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    files.sort();
-    files.pop().unwrap()
+    segments(dir).pop().unwrap()
 }
 
 #[test]
