@@ -1,6 +1,7 @@
 //! `tidemark serve` configuration as an operator meets it: every node setting can come
 //! from a file, a `TIDEMARK_*` variable or a flag (in that order of precedence), a bad
-//! value is an error that names the setting, and `--print-config` shows the result.
+//! value is an error that names the setting, and `--print-config` shows the result. A
+//! wrong `--bootstrap` fails fast.
 
 use std::process::Command;
 
@@ -41,4 +42,20 @@ fn a_bad_value_is_an_error_that_names_the_setting() {
     let (ok, _, err) = serve(&["--id", "1", "--max-record-bytes", "0", "--print-config"], &[]);
     assert!(!ok);
     assert!(err.contains("max_record_bytes"), "{err}");
+}
+
+/// A mistyped `--bootstrap` must fail fast with a hint, not after a long wait (it took
+/// 10.7 s before the default `bootstrap_timeout` became 2 s; the bound here is generous).
+#[test]
+fn a_wrong_bootstrap_fails_fast_and_says_what_to_check() {
+    let started = std::time::Instant::now();
+    let out = Command::new(tidemark_binary())
+        .args(["topic", "list", "--bootstrap", "127.0.0.1:1"])
+        .output()
+        .expect("run tidemark topic list");
+    let elapsed = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--bootstrap"), "{err}");
+    assert!(elapsed < std::time::Duration::from_secs(6), "took {elapsed:?}");
 }

@@ -21,7 +21,8 @@ pub struct ClientConfig {
     pub operation_timeout: Duration,
     /// How long to keep trying while no node has ever answered (a wrong address or a
     /// cluster not started): fail with the connection error instead of waiting out
-    /// `operation_timeout`.
+    /// `operation_timeout`. Default 2 s (a mistyped `--bootstrap` fails within about 3 s); raise it
+    /// for an application that may start before its cluster.
     pub bootstrap_timeout: Duration,
     /// First retry delay; doubles per attempt up to `retry_backoff_max`.
     pub retry_backoff: Duration,
@@ -42,7 +43,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             operation_timeout: Duration::from_secs(30),
-            bootstrap_timeout: Duration::from_secs(10),
+            bootstrap_timeout: Duration::from_secs(2),
             retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(1),
             unknown_topic_timeout: Duration::from_secs(5),
