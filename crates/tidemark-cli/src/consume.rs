@@ -59,6 +59,10 @@ pub struct ConsumeArgs {
     /// Exit when no new record arrived for this many milliseconds (0: never; stop with Ctrl-C).
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+    /// Text output: print each record's headers before its value, `KEY=VALUE,...` then a
+    /// tab (`NO_HEADERS` when it has none). JSON output always includes them.
+    #[arg(long)]
+    pub print_headers: bool,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     #[command(flatten)]
@@ -87,6 +91,16 @@ struct RecordJson {
     /// Shared groups only: how many times this record has been delivered, this time included.
     #[serde(skip_serializing_if = "Option::is_none")]
     delivery_count: Option<u32>,
+    /// In order; left out when the record has none. Values are UTF-8 (invalid bytes
+    /// replaced), like `value`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<HeaderJson>,
+}
+
+#[derive(Serialize)]
+struct HeaderJson {
+    key: String,
+    value: String,
 }
 
 impl From<&ConsumerRecord> for RecordJson {
@@ -98,6 +112,11 @@ impl From<&ConsumerRecord> for RecordJson {
             value: String::from_utf8_lossy(&r.value).into_owned(),
             timestamp_ms: r.timestamp_ms,
             delivery_count: None,
+            headers: r
+                .headers
+                .iter()
+                .map(|h| HeaderJson { key: h.key.clone(), value: String::from_utf8_lossy(&h.value).into_owned() })
+                .collect(),
         }
     }
 }
@@ -129,7 +148,7 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         }
         last_record = Instant::now();
         let take = records.len().min((max - printed) as usize);
-        print_records(&records[..take], a.format)?;
+        print_records(&records[..take], a.format, a.print_headers)?;
         printed += take as u64;
     }
     eprintln!("Consumed {printed} record(s).");
@@ -153,15 +172,17 @@ pub fn start_error(e: tidemark_client::ClientError, topic: &str, doing: &str) ->
     }
 }
 
-/// Prints records to stdout in `format` (text: the value; JSON: one object per line).
-pub fn print_records(records: &[ConsumerRecord], format: Format) -> anyhow::Result<()> {
-    print_counted(records.iter().map(|r| (r, None)), format)
+/// Prints records to stdout in `format` (text: the value, after its headers when
+/// `headers`; JSON: one object per line).
+pub fn print_records(records: &[ConsumerRecord], format: Format, headers: bool) -> anyhow::Result<()> {
+    print_counted(records.iter().map(|r| (r, None)), format, headers)
 }
 
 /// Like [`print_records`], with each record's delivery count (shared groups) in the JSON.
 pub fn print_counted<'a>(
     records: impl IntoIterator<Item = (&'a ConsumerRecord, Option<u32>)>,
     format: Format,
+    headers: bool,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for (r, delivery_count) in records {
@@ -171,6 +192,9 @@ pub fn print_counted<'a>(
                 writeln!(out)?;
             }
             Format::Text => {
+                if headers {
+                    write_headers(&mut out, r)?;
+                }
                 out.write_all(&r.value)?;
                 writeln!(out)?;
             }
@@ -178,6 +202,21 @@ pub fn print_counted<'a>(
     }
     out.flush()?;
     Ok(())
+}
+
+/// `KEY=VALUE,KEY=VALUE` and a tab, as Kafka's console consumer prints them.
+fn write_headers(out: &mut impl Write, r: &ConsumerRecord) -> std::io::Result<()> {
+    if r.headers.is_empty() {
+        out.write_all(b"NO_HEADERS")?;
+    }
+    for (i, h) in r.headers.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write!(out, "{}=", h.key)?;
+        out.write_all(&h.value)?;
+    }
+    out.write_all(b"\t")
 }
 
 #[cfg(test)]

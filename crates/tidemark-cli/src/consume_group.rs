@@ -40,7 +40,7 @@ pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
             continue;
         }
         last_record = Instant::now();
-        print_records(&records, a.format)?;
+        print_records(&records, a.format, a.print_headers)?;
         printed += records.len() as u64;
     }
     consumer.close().await.with_context(|| format!("leaving group {group:?}"))?;
@@ -78,7 +78,8 @@ async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
         }
         last_record = Instant::now();
         let take = records.len().min(usize::try_from(max - printed).unwrap_or(usize::MAX));
-        print_counted(records[..take].iter().map(|r| (&r.record, Some(r.delivery_count))), a.format)?;
+        let counted = records[..take].iter().map(|r| (&r.record, Some(r.delivery_count)));
+        print_counted(counted, a.format, a.print_headers)?;
         printed += take as u64;
         // With --ack none printed records stay leased until exit, then are released:
         // releasing them now would hand them straight back to this loop.

@@ -14,7 +14,8 @@ use crate::common::{print_json, ClientArgs, Format};
 #[command(after_help = "Examples:\n  \
     echo 'hello' | tidemark produce orders\n  \
     seq 1 1000 | tidemark produce orders --key customer-7\n  \
-    tidemark produce orders --partition 2 --format json < events.txt\n\n\
+    tidemark produce orders --partition 2 --format json < events.txt\n  \
+    tidemark produce orders --header source=import --header batch=7 < events.txt\n\n\
     Each line (without its line ending) becomes one record's value. At the end it prints how\n\
     many records were acknowledged (with --format json: {\"acknowledged\":N,\"failed\":M}) and\n\
     exits non-zero if any record failed. Records with the same key go to the same partition,\n\
@@ -28,6 +29,10 @@ pub struct ProduceArgs {
     /// Write every record to this partition.
     #[arg(long, short = 'p')]
     pub partition: Option<u32>,
+    /// A header on every record, KEY=VALUE (repeat for more; `consume --print-headers`
+    /// shows them).
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
     /// Exactly-once writes (the default): a retried batch is never written twice.
     #[arg(long, overrides_with = "no_idempotent")]
     pub idempotent: bool,
@@ -111,12 +116,23 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         if let Some(p) = a.partition {
             record = record.partition(p);
         }
+        for (k, v) in &a.headers {
+            record = record.header(k.clone(), v.clone().into_bytes());
+        }
         producer.wait_for_buffer_space().await;
         acks.push((), producer.send(&a.topic, record));
     }
     producer.close().await;
     let tally = acks.finish().await;
     report(&a, &tally)
+}
+
+/// `KEY=VALUE`, split at the first `=` (the value may hold more).
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE (example: --header source=import)")),
+    }
 }
 
 fn strip_line_ending(line: &[u8]) -> &[u8] {
