@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// Largest single record, in bytes (default 1 MiB; at most the batch limit).
     #[arg(long, env = "TIDEMARK_MAX_RECORD_BYTES")]
     pub max_record_bytes: Option<usize>,
+    /// HOST:PORT for HTTP probes: GET /health (the process and its storage work) and GET
+    /// /ready (caught up with the cluster and serving). Off by default. Prometheus
+    /// metrics are not served yet.
+    #[arg(long, env = "TIDEMARK_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -119,6 +124,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_record_bytes {
             c.max_record_bytes = n;
+        }
+        if let Some(addr) = &self.metrics_listen {
+            c.metrics_listen = addr.clone();
         }
         c.validate()?;
         Ok(c)

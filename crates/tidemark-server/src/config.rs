@@ -53,6 +53,9 @@ pub struct NodeConfig {
     /// Segment files of the record log roll at this size. Space comes back a segment at a
     /// time, so disk use runs up to a few segments above what retention keeps.
     pub segment_bytes: u64,
+    /// HOST:PORT for the HTTP endpoints /health and /ready (empty: none). Prometheus
+    /// metrics will be served here too; they are not there yet.
+    pub metrics_listen: String,
 }
 
 impl Default for NodeConfig {
@@ -73,6 +76,7 @@ impl Default for NodeConfig {
             retention_check_ms: tidemark_broker::DEFAULT_RETENTION_CHECK.as_millis() as u64,
             checkpoint_entries: tidemark_raft::CheckpointPolicy::default().entries,
             segment_bytes: tidemark_storage::segment::DEFAULT_SEGMENT_BYTES,
+            metrics_listen: String::new(),
         }
     }
 }
@@ -172,6 +176,12 @@ impl NodeConfig {
         }
         if self.checkpoint_entries == 0 {
             return Err(invalid("checkpoint_entries", "must be at least 1"));
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "metrics_listen",
+                format!("{:?} is not HOST:PORT with an IP host (or leave it empty)", self.metrics_listen),
+            ));
         }
         if self.max_batch_bytes > 64 << 20 {
             return Err(invalid("max_batch_bytes", "must be at most 64 MiB"));

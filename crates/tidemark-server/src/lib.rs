@@ -6,6 +6,7 @@ pub mod client_api;
 pub mod config;
 pub mod describe;
 pub mod groups_api;
+mod http;
 pub mod node;
 pub mod raft_api;
 pub mod status;

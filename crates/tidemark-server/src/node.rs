@@ -42,6 +42,8 @@ pub enum NodeError {
     Config(#[from] ConfigError),
     #[error("starting the broker: {0}")]
     Broker(#[from] tidemark_broker::BrokerError),
+    #[error("cannot listen on {addr} for /health and /ready (metrics_listen): {message}")]
+    Http { addr: String, message: String },
 }
 
 /// A running node.
@@ -69,6 +71,14 @@ impl Node {
             checkpoints: tidemark_raft::CheckpointPolicy { entries: config.checkpoint_entries, ..Default::default() },
         };
         let broker = Broker::start(broker_cfg, engine).await?;
+        if !config.metrics_listen.is_empty() {
+            let addr = config.metrics_listen.clone();
+            let listener = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| NodeError::Http { addr: addr.clone(), message: e.to_string() })?;
+            tokio::spawn(crate::http::serve(listener, Arc::downgrade(&broker)));
+            tracing::info!(%addr, "serving /health and /ready");
+        }
         let describer = Describer { broker: broker.clone() };
         let client = TidemarkServer::new(ClientApi { broker: broker.clone(), describer: describer.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
