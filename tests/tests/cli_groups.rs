@@ -110,6 +110,13 @@ async fn group_commands_work_as_documented() {
     ok(&tidemark(&b, &["group", "delete", "g"]).await);
     let err = failed(&tidemark(&b, &["group", "describe", "g"]).await);
     assert!(err.contains("does not exist"), "{err}");
+    // Scripts get JSON from create (the new group, as describe shows it) and delete.
+    let created: serde_json::Value =
+        serde_json::from_str(&ok(&tidemark(&b, &["group", "create", "j", "--topic", "cli", "--format", "json"]).await))
+            .unwrap();
+    assert_eq!((created["name"].as_str(), created["mode"].as_str()), (Some("j"), Some("partitioned")), "{created}");
+    let deleted = ok(&tidemark(&b, &["group", "delete", "j", "--format", "json"]).await);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&deleted).unwrap(), serde_json::json!({"deleted": "j"}));
 }
 
 /// A shared group without a configured dead-letter topic sends records past

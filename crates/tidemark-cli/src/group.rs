@@ -118,6 +118,9 @@ pub struct CreateArgs {
     /// the limit gets no new records from it until it settles some [default: 500].
     #[arg(long)]
     pub max_in_flight: Option<u32>,
+    /// json prints the new group as `group describe --format json` does.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -164,6 +167,9 @@ pub struct ResetArgs {
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     pub name: String,
+    /// json prints {"deleted": NAME}.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -181,8 +187,13 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
                 .delete_group(&a.name)
                 .await
                 .with_context(|| format!("deleting group {}", a.name))?;
-            eprintln!("Deleted group {}.", a.name);
-            Ok(())
+            match a.format {
+                Format::Json => print_json(&serde_json::json!({ "deleted": a.name })),
+                Format::Text => {
+                    eprintln!("Deleted group {}.", a.name);
+                    Ok(())
+                }
+            }
         }
     }
 }
@@ -210,6 +221,10 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
     };
     let admin = a.client.client()?.admin();
     admin.create_group(&a.name, &a.topic, &settings).await.with_context(|| format!("creating group {}", a.name))?;
+    if a.format == Format::Json {
+        let d = admin.describe_group(&a.name).await.with_context(|| format!("describing group {}", a.name))?;
+        return print_json(&describe_json(&d));
+    }
     eprintln!("Created group {} reading {}.", a.name, a.topic.join(", "));
     Ok(())
 }
