@@ -82,6 +82,18 @@ async fn group_commands_work_as_documented() {
     assert_eq!(records(&ok(&tidemark(&b, &none).await)).len(), 60, "--ack none committed nothing");
     ok(&tidemark(&b, &["group", "reset-offsets", "g", "--to-offset", "1000000"]).await);
     assert!(records(&ok(&tidemark(&b, &consume).await)).is_empty(), "an offset past the end is clamped to it");
+    // A dry run of one partition says what it would do, notes the clamping, changes nothing.
+    let dry = ["group", "reset-offsets", "g", "--to-offset", "1000000", "--topic", "cli", "--partition", "0"];
+    let out = tidemark(&b, &[&dry[..], &["--dry-run", "--format", "json"]].concat()).await;
+    let rows: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "one partition: {rows}");
+    assert_eq!((rows[0]["partition"].as_u64(), rows[0]["clamped_from"].as_u64()), (Some(0), Some(1_000_000)));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outside the retained log") && err.contains("Dry run"), "{err}");
+    ok(&tidemark(&b, &["group", "reset-offsets", "g", "--to-earliest", "--topic", "cli", "--dry-run"]).await);
+    assert!(records(&ok(&tidemark(&b, &consume).await)).is_empty(), "the dry run committed nothing");
+    let err = failed(&tidemark(&b, &["group", "reset-offsets", "g", "--to-earliest", "--topic", "nope"]).await);
+    assert!(err.contains("does not read topic"), "{err}");
 
     ok(&tidemark(
         &b,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use tidemark_client::{ExpiredAction, GroupDescription, GroupMode, GroupSettings, StartPosition};
+use tidemark_client::{ExpiredAction, GroupDescription, GroupMode, GroupSettings, ResetScope, StartPosition};
 
 use crate::common::{print_json, print_table, ClientArgs, Format};
 
@@ -158,6 +158,15 @@ pub struct ResetArgs {
     /// The first record at or after this time (ms since the epoch) in each partition.
     #[arg(long, group = "to")]
     pub to_timestamp: Option<i64>,
+    /// Only this topic of the group's.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Only this partition (of --topic, or of each topic).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Show the new offsets without committing them.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     #[command(flatten)]
@@ -393,7 +402,21 @@ async fn reset(a: ResetArgs) -> anyhow::Result<()> {
         _ => anyhow::bail!("say where to: --to-earliest, --to-latest, --to-offset N or --to-timestamp MS"),
     };
     let admin = a.client.client()?.admin();
-    let done = admin.reset_offsets(&a.name, to).await.with_context(|| format!("resetting offsets of {}", a.name))?;
+    let scope = ResetScope { topic: a.topic.clone(), partition: a.partition, dry_run: a.dry_run };
+    let done = admin
+        .reset_offsets_with(&a.name, to, &scope)
+        .await
+        .with_context(|| format!("resetting offsets of {}", a.name))?;
+    for r in done.iter().filter(|r| r.clamped_from.is_some()) {
+        let asked = r.clamped_from.unwrap_or_default();
+        eprintln!(
+            "note: offset {asked} is outside the retained log of {}/{}; using {} instead",
+            r.topic, r.partition, r.offset
+        );
+    }
+    if a.dry_run {
+        eprintln!("Dry run: nothing was changed. Run again without --dry-run to commit these offsets.");
+    }
     match a.format {
         Format::Json => {
             #[derive(Serialize)]
@@ -401,13 +424,23 @@ async fn reset(a: ResetArgs) -> anyhow::Result<()> {
                 topic: &'a str,
                 partition: u32,
                 offset: u64,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                clamped_from: Option<u64>,
             }
-            let rows: Vec<Row> = done.iter().map(|(t, p, o)| Row { topic: t, partition: *p, offset: *o }).collect();
+            let rows: Vec<Row> = done
+                .iter()
+                .map(|r| Row {
+                    topic: &r.topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                    clamped_from: r.clamped_from,
+                })
+                .collect();
             print_json(&rows)
         }
         Format::Text => {
             let rows: Vec<Vec<String>> =
-                done.iter().map(|(t, p, o)| vec![t.clone(), p.to_string(), o.to_string()]).collect();
+                done.iter().map(|r| vec![r.topic.clone(), r.partition.to_string(), r.offset.to_string()]).collect();
             print_table(&["TOPIC", "PARTITION", "NEW-OFFSET"], &rows)
         }
     }

@@ -42,8 +42,8 @@ pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
 pub use groups::{
     ExpiredAction, GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing, GroupMemberDescription,
-    GroupMode, GroupPartitionDescription, GroupSettings, SharedConsumer, SharedRecord, DLQ_ATTEMPTS, DLQ_OFFSET,
-    DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC,
+    GroupMode, GroupPartitionDescription, GroupSettings, OffsetReset, ResetScope, SharedConsumer, SharedRecord,
+    DLQ_ATTEMPTS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC,
 };
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use tidemark_types::{ErrorCode, Header, NodeId, PartitionId, Record, TTL_HEADER};

@@ -290,6 +290,19 @@ impl Admin {
     /// group has members: a live member would overwrite the reset with its own commits.
     /// Returns the new offsets.
     pub async fn reset_offsets(&self, name: &str, to: StartPosition) -> Result<Vec<(String, PartitionId, u64)>> {
+        let done = self.reset_offsets_with(name, to, &ResetScope::default()).await?;
+        Ok(done.into_iter().map(|r| (r.topic, r.partition, r.offset)).collect())
+    }
+
+    /// [`Admin::reset_offsets`] limited to `scope` (one topic, one partition), or only
+    /// worked out and not applied (`scope.dry_run`). Each answer says when the offset
+    /// asked for was outside the retained log and moved into it.
+    pub async fn reset_offsets_with(
+        &self,
+        name: &str,
+        to: StartPosition,
+        scope: &ResetScope,
+    ) -> Result<Vec<OffsetReset>> {
         let d = self.describe_group_raw(name).await?;
         if d.config.as_ref().is_some_and(|c| c.mode == v1::GroupMode::Shared as i32) {
             return Err(ClientError::InvalidArgument(format!(
@@ -307,22 +320,39 @@ impl Admin {
                 ),
             ));
         }
+        if let Some(t) = scope.topic.as_ref().filter(|t| !d.topics.contains(t)) {
+            return Err(ClientError::InvalidArgument(format!(
+                "group {name:?} does not read topic {t:?}; it reads {}",
+                d.topics.join(", ")
+            )));
+        }
         let mut out = Vec::new();
-        for topic in &d.topics {
+        for topic in d.topics.iter().filter(|t| scope.topic.as_ref().is_none_or(|s| s == *t)) {
             let count = self.client().partition_count(topic).await?;
-            for p in 0..count {
+            if let Some(p) = scope.partition.filter(|p| *p >= count) {
+                return Err(ClientError::InvalidArgument(format!(
+                    "topic {topic:?} has partitions 0..{count}; there is no partition {p}"
+                )));
+            }
+            for p in (0..count).filter(|p| scope.partition.is_none_or(|s| s == *p)) {
                 let at = OffsetTarget { group: name, group_id: d.group_id, topic, partition: p };
                 let bounds = fetch_committed(self.client(), &at).await?;
                 let (start, end) = (bounds.log_start_offset, bounds.log_end_offset);
+                let mut asked = None;
                 let offset = match to {
                     // Like Kafka, an offset outside the retained log is clamped into it.
-                    StartPosition::Offset(n) => n.clamp(start, end),
+                    StartPosition::Offset(n) => {
+                        asked = Some(n).filter(|n| !(start..=end).contains(n));
+                        n.clamp(start, end)
+                    }
                     StartPosition::Earliest => start,
                     StartPosition::Latest => end,
                     StartPosition::Timestamp(ts) => self.offset_of(topic, p, Spec::TimestampMs(ts)).await?,
                 };
-                self.reset_one(&at, offset).await?;
-                out.push((topic.clone(), p, offset));
+                if !scope.dry_run {
+                    self.reset_one(&at, offset).await?;
+                }
+                out.push(OffsetReset { topic: topic.clone(), partition: p, offset, clamped_from: asked });
             }
         }
         Ok(out)
@@ -347,4 +377,26 @@ impl Admin {
     async fn offset_of(&self, topic: &str, partition: PartitionId, spec: Spec) -> Result<u64> {
         Ok(crate::consumer::list_offsets(self.client(), topic, partition, spec).await?.offset)
     }
+}
+
+/// Which partitions [`Admin::reset_offsets_with`] resets, and whether it only says what
+/// it would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResetScope {
+    /// Only this topic of the group's (all of them when `None`).
+    pub topic: Option<String>,
+    /// Only this partition (of `topic`, or of each topic).
+    pub partition: Option<PartitionId>,
+    /// Work the new offsets out without committing them.
+    pub dry_run: bool,
+}
+
+/// One partition's new committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetReset {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub offset: u64,
+    /// The offset asked for, when it lay outside the retained log and was moved into it.
+    pub clamped_from: Option<u64>,
 }

@@ -12,7 +12,7 @@ mod shared;
 
 pub use admin::{
     ExpiredAction, GroupDescription, GroupListing, GroupMemberDescription, GroupMode, GroupPartitionDescription,
-    GroupSettings,
+    GroupSettings, OffsetReset, ResetScope,
 };
 pub use config::GroupConsumerConfig;
 pub use consumer::GroupConsumer;
