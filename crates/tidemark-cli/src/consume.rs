@@ -140,9 +140,16 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
     let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
     let mut printed = 0u64;
     let mut last_record = Instant::now();
+    // Ctrl-C ends the run like the idle timeout does: with the summary, exit code 0.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     while printed < max {
         let Some(wait) = idle_wait(idle, last_record) else { break };
-        let records = consumer.poll(wait).await.with_context(|| format!("could not read topic {:?}", a.topic))?;
+        let records = tokio::select! {
+            biased;
+            _ = &mut ctrl_c => break,
+            r = consumer.poll(wait) => r.with_context(|| format!("could not read topic {:?}", a.topic))?,
+        };
         if records.is_empty() {
             continue;
         }

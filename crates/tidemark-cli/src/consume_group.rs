@@ -40,7 +40,12 @@ pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
             continue;
         }
         last_record = Instant::now();
-        print_records(&records, a.format, a.print_headers)?;
+        if let Err(e) = print_records(&records, a.format, a.print_headers) {
+            // Most often a closed pipe (`| head`): leave the group anyway, or this member
+            // would hold its partitions until its session expired.
+            let _ = consumer.close().await;
+            return Err(e);
+        }
         printed += records.len() as u64;
     }
     consumer.close().await.with_context(|| format!("leaving group {group:?}"))?;
@@ -79,7 +84,11 @@ async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
         last_record = Instant::now();
         let take = records.len().min(usize::try_from(max - printed).unwrap_or(usize::MAX));
         let counted = records[..take].iter().map(|r| (&r.record, Some(r.delivery_count)));
-        print_counted(counted, a.format, a.print_headers)?;
+        if let Err(e) = print_counted(counted, a.format, a.print_headers) {
+            // As above: leave (releasing every lease) rather than hold them until expiry.
+            let _ = consumer.close().await;
+            return Err(e);
+        }
         printed += take as u64;
         // With --ack none printed records stay leased until exit, then are released:
         // releasing them now would hand them straight back to this loop.
