@@ -65,3 +65,19 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> 
 pub fn id_list(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
+
+/// A live count of records on stderr for long `produce` and `consume` runs, cleared when
+/// dropped. Shown only when stderr is a terminal and the records themselves are not
+/// (`records_on_terminal`: typed in, or printed there), so it never mixes with them and
+/// scripts never see it.
+pub fn record_counter(verb: &'static str, records_on_terminal: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let show = std::io::stderr().is_terminal() && !records_on_terminal;
+    let bar = if show { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::hidden() };
+    let template = format!("{{spinner}} {verb} {{human_pos}} records in {{elapsed}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar.with_finish(indicatif::ProgressFinish::AndClear)
+}

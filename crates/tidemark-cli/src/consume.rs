@@ -140,6 +140,7 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
     let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
     let mut printed = 0u64;
     let mut last_record = Instant::now();
+    let counter = crate::common::record_counter("read", std::io::IsTerminal::is_terminal(&std::io::stdout()));
     // Ctrl-C ends the run like the idle timeout does: with the summary, exit code 0.
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -157,7 +158,9 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         let take = records.len().min((max - printed) as usize);
         print_records(&records[..take], a.format, a.print_headers)?;
         printed += take as u64;
+        counter.inc(take as u64);
     }
+    drop(counter);
     eprintln!("Consumed {printed} record(s).");
     Ok(())
 }

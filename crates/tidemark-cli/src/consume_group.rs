@@ -26,6 +26,7 @@ pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
     let max = a.max_messages.unwrap_or(u64::MAX);
     let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
     let (mut printed, mut last_record) = (0u64, Instant::now());
+    let counter = crate::common::record_counter("read", std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     while printed < max {
@@ -47,7 +48,9 @@ pub async fn run(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
             return Err(e);
         }
         printed += records.len() as u64;
+        counter.inc(records.len() as u64);
     }
+    drop(counter);
     consumer.close().await.with_context(|| format!("leaving group {group:?}"))?;
     eprintln!("Consumed {printed} record(s).");
     Ok(())
@@ -67,6 +70,7 @@ async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
     let max = a.max_messages.unwrap_or(u64::MAX);
     let idle = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
     let (mut printed, mut last_record) = (0u64, Instant::now());
+    let counter = crate::common::record_counter("read", std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     while printed < max {
@@ -90,6 +94,7 @@ async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
             return Err(e);
         }
         printed += take as u64;
+        counter.inc(take as u64);
         // With --ack none printed records stay leased until exit, then are released:
         // releasing them now would hand them straight back to this loop.
         for (i, r) in records.iter().enumerate() {
@@ -100,6 +105,7 @@ async fn run_shared(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
             }
         }
     }
+    drop(counter);
     consumer.close().await.with_context(|| format!("leaving group {group:?}"))?;
     eprintln!("Consumed {printed} record(s).");
     Ok(())

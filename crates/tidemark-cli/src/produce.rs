@@ -101,6 +101,7 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
     };
     let producer = client.producer(config)?;
     let acks = Acks::spawn(Tally::default(), |tally, (), res: Delivery| tally.add(res));
+    let counter = crate::common::record_counter("sent", std::io::IsTerminal::is_terminal(&std::io::stdin()));
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     loop {
@@ -121,8 +122,10 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         }
         producer.wait_for_buffer_space().await;
         acks.push((), producer.send(&a.topic, record));
+        counter.inc(1);
     }
     producer.close().await;
+    drop(counter);
     let tally = acks.finish().await;
     report(&a, &tally)
 }

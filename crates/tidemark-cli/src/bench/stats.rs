@@ -121,7 +121,8 @@ impl Stats {
 /// One line a second on stderr until aborted (hidden when stderr is not a terminal).
 /// `extra` adds bench-specific words (e.g. how many records were sent).
 pub async fn show_progress(stats: Arc<Stats>, deadline: Instant, extra: impl Fn() -> String) {
-    let bar = indicatif::ProgressBar::new_spinner();
+    // Cleared when the task is aborted, so the summary does not follow a stale live line.
+    let bar = indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
     let (mut last_records, mut last_bytes) = (0u64, 0u64);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
