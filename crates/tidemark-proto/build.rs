@@ -5,7 +5,10 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!(): the compiled build script is shared between
+    // checkouts that use one target dir (a CI cache), and a path baked in at compile time
+    // made a clone generate code from another checkout's (older) .proto files.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [root.join("tidemark/v1/tidemark.proto"), root.join("tidemark/v1/raft.proto")];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -2,7 +2,8 @@
 //! every leadership it holds to another voter before it exits, so by the time it is gone
 //! every partition already has a leader elsewhere (without the hand-off they would wait
 //! an election timeout), and a producer running throughout loses nothing. When a node
-//! comes back, the partitions it prefers to lead return to it in the background.
+//! comes back, the partitions it prefers to lead return to it in the background, and
+//! `topic describe` reports it out of sync while it is down and in sync once it is back.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,17 +70,29 @@ async fn leaderships_return_to_their_preferred_replica_after_a_restart() {
     let preferred: Vec<u64> = created.partitions.iter().map(|p| p.replicas[0]).collect();
     assert!(preferred.contains(&1), "node 1 is the preferred leader of some partitions: {preferred:?}");
 
-    cluster.kill9(0);
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let d = client.admin().describe_topic("balanced").await.expect("describe");
-    assert!(d.partitions.iter().all(|p| p.leader.is_some_and(|l| l != 1)), "others took over: {d:?}");
+    assert!(d.partitions.iter().all(|p| p.in_sync_replicas == [1, 2, 3]), "all in sync: {d:?}");
+
+    cluster.kill9(0);
+    // Others take over, and report node 1 out of sync (after three election timeouts).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = client.admin().describe_topic("balanced").await.expect("describe");
+        let moved = d.partitions.iter().all(|p| p.leader.is_some_and(|l| l != 1));
+        if moved && d.partitions.iter().all(|p| p.under_replicated() && !p.in_sync_replicas.contains(&1)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node 1 still counted in sync: {d:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     cluster.restart(0).expect("restart node 1");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
         let d = client.admin().describe_topic("balanced").await.expect("describe");
         let leaders: Vec<Option<u64>> = d.partitions.iter().map(|p| p.leader).collect();
-        if leaders.iter().zip(&preferred).all(|(l, p)| *l == Some(*p)) {
+        let in_sync = d.partitions.iter().all(|p| !p.under_replicated());
+        if in_sync && leaders.iter().zip(&preferred).all(|(l, p)| *l == Some(*p)) {
             break;
         }
         assert!(

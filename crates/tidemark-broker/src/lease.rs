@@ -19,7 +19,42 @@ use tidemark_raft::Raft;
 
 use crate::broker::Broker;
 
+/// How far behind the leader's log a replica may be and still count as in sync.
+const IN_SYNC_LAG: u64 = 1024;
+
 impl Broker {
+    /// The replicas of `group` that are caught up, as its leader here sees them: the
+    /// leader, and each voter that acknowledged within three election timeouts and is at
+    /// most a little behind. `None` when this node does not lead the group.
+    pub fn in_sync_replicas(&self, group: tidemark_types::GroupId) -> Option<Vec<tidemark_types::NodeId>> {
+        let me = self.node_id();
+        let r = self.local_replica(group)?;
+        let metrics = r.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.current_leader != Some(me) {
+            return None;
+        }
+        let recent = Duration::from_millis(3 * self.cfg.timing.election_max_ms);
+        let now = TidemarkInstant::now().into_inner();
+        let last = m.last_log_index.unwrap_or(0);
+        let (heartbeat, replication) = (m.heartbeat.as_ref()?, m.replication.as_ref()?);
+        let mut isr: Vec<_> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| {
+                *id == me
+                    || (heartbeat
+                        .get(id)
+                        .and_then(|t| t.as_ref())
+                        .is_some_and(|t| now.saturating_duration_since(t.into_inner().into_inner()) <= recent)
+                        && replication.get(id).cloned().flatten().is_some_and(|l| l.index + IN_SYNC_LAG >= last))
+            })
+            .collect();
+        isr.sort_unstable();
+        Some(isr)
+    }
+
     /// Whether `raft` (led by this node) was acknowledged by a majority of its voters
     /// within the lease.
     pub(crate) fn lease_holds(&self, raft: &Raft) -> bool {

@@ -20,15 +20,19 @@ pub enum TopicCommand {
     /// List the topics, one name per line.
     #[command(after_help = "Examples:\n  tidemark topic list\n  tidemark topic list --format json")]
     List(ListArgs),
-    /// Show a topic's partitions: leader, replicas, log start and end offsets, bytes kept.
+    /// Show a topic's partitions: leader, replicas, in-sync replicas, log start and end
+    /// offsets, bytes kept.
     #[command(after_help = "Examples:\n  \
         tidemark topic describe orders\n  \
         tidemark topic describe orders --format json\n\n\
         JSON: {\"name\":..,\"partitions\":[{\"partition\":0,\"leader\":1,\"replicas\":[1,2,3],\
-        \"log_start_offset\":0,\"log_end_offset\":N,\"retained_bytes\":B}],\"record_ttl_ms\":0,\
-        \"replication_factor\":3,\"retention_ms\":0,\"retention_bytes\":0}\n\
-        A leader of 0 means the partition is electing one right now. LOG START moves forward as\n\
-        retention removes the oldest batches; reads below it get OffsetOutOfRange.")]
+        \"log_start_offset\":0,\"log_end_offset\":N,\"retained_bytes\":B,\"in_sync_replicas\":[1,2,3],\
+        \"under_replicated\":false}],\"record_ttl_ms\":0,\"replication_factor\":3,\"retention_ms\":0,\
+        \"retention_bytes\":0}\n\
+        A leader of 0 means the partition is electing one right now. IN SYNC lists the replicas\n\
+        caught up with the leader; fewer than REPLICAS means the partition is under-replicated\n\
+        (a replica is down or behind). LOG START moves forward as retention removes the oldest\n\
+        batches; reads below it get OffsetOutOfRange.")]
     Describe(DescribeArgs),
     /// Change a topic's retention or record TTL; settings not given stay as they are.
     #[command(after_help = "Examples:\n  \
@@ -255,13 +259,19 @@ fn print_partitions(d: &TopicDescription) -> anyhow::Result<()> {
                 p.partition.to_string(),
                 p.leader.map_or("(electing)".to_string(), |l| l.to_string()),
                 id_list(&p.replicas),
+                if p.in_sync_replicas.is_empty() { "-".to_string() } else { id_list(&p.in_sync_replicas) },
                 p.log_start_offset.to_string(),
                 p.log_end_offset.to_string(),
                 p.retained_bytes.to_string(),
             ]
         })
         .collect();
-    print_table(&["PARTITION", "LEADER", "REPLICAS", "LOG START", "LOG END", "BYTES"], &rows)
+    print_table(&["PARTITION", "LEADER", "REPLICAS", "IN SYNC", "LOG START", "LOG END", "BYTES"], &rows)?;
+    let under = d.partitions.iter().filter(|p| p.under_replicated()).count();
+    if under > 0 {
+        eprintln!("{under} of {} partition(s) under-replicated.", d.partitions.len());
+    }
+    Ok(())
 }
 
 /// The `topic describe --format json` shape (a stable contract: add, never rename).
@@ -288,6 +298,9 @@ struct PartitionJson<'a> {
     log_end_offset: u64,
     /// Bytes of batches kept from the log start to the end.
     retained_bytes: u64,
+    /// Replicas caught up with the leader (empty when unknown).
+    in_sync_replicas: &'a [u64],
+    under_replicated: bool,
 }
 
 impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
@@ -302,6 +315,8 @@ impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
                 log_start_offset: p.log_start_offset,
                 log_end_offset: p.log_end_offset,
                 retained_bytes: p.retained_bytes,
+                in_sync_replicas: &p.in_sync_replicas,
+                under_replicated: p.under_replicated(),
             })
             .collect();
         DescribeJson {
@@ -331,6 +346,7 @@ mod tests {
                 log_start_offset: 0,
                 log_end_offset: 42,
                 retained_bytes: 4096,
+                in_sync_replicas: vec![1, 3],
             }],
             replication_factor: 3,
             retention_ms: 0,
@@ -340,7 +356,7 @@ mod tests {
         let json = serde_json::to_string(&DescribeJson::from(&d)).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42,"retained_bytes":4096}],"record_ttl_ms":60000,"replication_factor":3,"retention_ms":0,"retention_bytes":0}"#
+            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42,"retained_bytes":4096,"in_sync_replicas":[1,3],"under_replicated":true}],"record_ttl_ms":60000,"replication_factor":3,"retention_ms":0,"retention_bytes":0}"#
         );
     }
 }

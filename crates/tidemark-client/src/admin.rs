@@ -61,6 +61,16 @@ pub struct PartitionDescription {
     pub log_end_offset: u64,
     /// Bytes of record batches kept between the log start and end.
     pub retained_bytes: u64,
+    /// Replicas caught up with the leader, the leader included, as the leader sees them
+    /// (empty when the leader could not be asked). Fewer than `replicas`: under-replicated.
+    pub in_sync_replicas: Vec<NodeId>,
+}
+
+impl PartitionDescription {
+    /// Some replica is not caught up (or the partition has no leader to say).
+    pub fn under_replicated(&self) -> bool {
+        self.in_sync_replicas.len() < self.replicas.len()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +341,7 @@ fn description(d: v1::TopicDescription) -> TopicDescription {
             log_start_offset: p.log_start_offset,
             log_end_offset: p.log_end_offset,
             retained_bytes: p.retained_bytes,
+            in_sync_replicas: p.in_sync_replicas,
         })
         .collect();
     partitions.sort_by_key(|p| p.partition);

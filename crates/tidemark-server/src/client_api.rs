@@ -106,12 +106,14 @@ impl Tidemark for ClientApi {
         let leader = self.broker.node_id();
         let group = self.broker.topic(&req.topic).map_err(to_status)?.group(req.partition);
         let retained_bytes = self.broker.partition_offsets(group).map_or(0, |o| o.3);
+        let in_sync_replicas = self.broker.in_sync_replicas(group).unwrap_or_default();
         Ok(Response::new(ListOffsetsResponse {
             offset,
             log_start_offset: start,
             log_end_offset: end,
             leader,
             retained_bytes,
+            in_sync_replicas,
         }))
     }
 

@@ -1,5 +1,6 @@
-//! Describing partitions: leader and offsets come from the local replica when this node
-//! hosts one, otherwise from a replica that does, asked over the existing peer channel.
+//! Describing partitions: leader, offsets and in-sync replicas come from the local
+//! replica when this node leads the partition, otherwise from its leader, asked over the
+//! existing peer channel (only the leader knows which replicas keep up).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,9 @@ use tidemark_proto::v1::tidemark_client::TidemarkClient;
 use tidemark_proto::v1::{
     list_offsets_request::Spec, ListOffsetsRequest, PartitionInfo, TopicConfig, TopicDescription,
 };
+
+/// What a partition's leader says: log start, log end, leader, bytes, in-sync replicas.
+type Remote = (u64, u64, Option<u64>, u64, Vec<u64>);
 
 #[derive(Clone)]
 pub struct Describer {
@@ -20,9 +24,10 @@ impl Describer {
         let mut partitions = Vec::with_capacity(t.replicas.len());
         for (p, replicas) in t.replicas.iter().enumerate() {
             let p = p as u32;
-            let (start, end, leader, bytes) = match self.broker.partition_offsets(t.group(p)) {
-                Some((s, e, l, b)) if l.is_some() => (s, e, l, b),
-                _ => self.ask_remote(t, p, replicas).await.unwrap_or((0, 0, None, 0)),
+            let local = self.broker.partition_offsets(t.group(p)).zip(self.broker.in_sync_replicas(t.group(p)));
+            let (start, end, leader, bytes, isr) = match local {
+                Some(((s, e, l, b), isr)) => (s, e, l, b, isr),
+                None => self.ask_remote(t, p, replicas).await.unwrap_or((0, 0, None, 0, Vec::new())),
             };
             partitions.push(PartitionInfo {
                 partition: p,
@@ -31,6 +36,7 @@ impl Describer {
                 log_start_offset: start,
                 log_end_offset: end,
                 retained_bytes: bytes,
+                in_sync_replicas: isr,
             });
         }
         TopicDescription {
@@ -45,9 +51,9 @@ impl Describer {
         }
     }
 
-    /// Asks the other replicas in turn (the leader is among them) for the partition's
-    /// offsets, each with a short timeout.
-    async fn ask_remote(&self, t: &TopicMeta, p: u32, replicas: &[u64]) -> Option<(u64, u64, Option<u64>, u64)> {
+    /// Asks the other replicas in turn (only the leader answers) for the partition's
+    /// offsets and in-sync replicas, each with a short timeout.
+    async fn ask_remote(&self, t: &TopicMeta, p: u32, replicas: &[u64]) -> Option<Remote> {
         for &node in replicas.iter().filter(|id| **id != self.broker.node_id()) {
             let Some(addr) = self.broker.node_addr(node) else { continue };
             let Ok(channel) = self.broker.peer_pool().channel(node, &addr) else { continue };
@@ -55,7 +61,13 @@ impl Describer {
             let mut client = TidemarkClient::new(channel);
             if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(500), client.list_offsets(req)).await {
                 let r = r.into_inner();
-                return Some((r.log_start_offset, r.log_end_offset, Some(r.leader), r.retained_bytes));
+                return Some((
+                    r.log_start_offset,
+                    r.log_end_offset,
+                    Some(r.leader),
+                    r.retained_bytes,
+                    r.in_sync_replicas,
+                ));
             }
         }
         None

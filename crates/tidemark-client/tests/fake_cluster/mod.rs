@@ -99,6 +99,7 @@ impl Shared {
                 log_start_offset: 0,
                 log_end_offset: p.next,
                 retained_bytes: 0,
+                in_sync_replicas: p.replicas.clone(),
             })
             .collect();
         TopicDescription {
@@ -288,6 +289,7 @@ impl Tidemark for FakeNode {
             log_end_offset: p.next,
             leader: self.id,
             retained_bytes: 0,
+            in_sync_replicas: Vec::new(),
         }))
     }
 
