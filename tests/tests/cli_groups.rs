@@ -122,6 +122,13 @@ async fn group_commands_work_as_documented() {
     ok(&tidemark(&b, &["group", "delete", "g"]).await);
     let err = failed(&tidemark(&b, &["group", "describe", "g"]).await);
     assert!(err.contains("does not exist"), "{err}");
+    // cluster status counts the partitions and who leads them.
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&tidemark(&b, &["cluster", "status", "--format", "json"]).await)).unwrap();
+    let total = status["partitions"]["total"].as_u64().unwrap();
+    let led: u64 = status["nodes"].as_array().unwrap().iter().map(|n| n["leaders"].as_u64().unwrap()).sum();
+    assert!(total >= 3 && led == total, "every partition has a leader: {status}");
+    assert_eq!(status["partitions"]["leaderless"], 0, "{status}");
     // Scripts get JSON from create (the new group, as describe shows it) and delete.
     let created: serde_json::Value =
         serde_json::from_str(&ok(&tidemark(&b, &["group", "create", "j", "--topic", "cli", "--format", "json"]).await))

@@ -8,12 +8,15 @@ use crate::common::{print_json, print_table, ClientArgs, Format};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
-    /// Show the cluster's nodes, which are alive, and which leads the metadata group.
+    /// Show the cluster's nodes, which are alive, which leads the metadata group, how many
+    /// partitions each leads, and the partitions without a leader or under-replicated.
     #[command(after_help = "Examples:\n  \
         tidemark cluster status\n  \
         tidemark cluster status --bootstrap 10.0.0.1:9092 --format json\n\n\
-        JSON: {\"nodes\":[{\"id\":1,\"address\":\"..\",\"alive\":true}],\"metadata_leader\":1}\n\
-        A metadata_leader of 0 means the cluster is electing one right now.")]
+        JSON: {\"nodes\":[{\"id\":1,\"address\":\"..\",\"alive\":true,\"leaders\":2}],\"metadata_leader\":1,\
+        \"partitions\":{\"total\":6,\"leaderless\":0,\"under_replicated\":0}}\n\
+        A metadata_leader of 0 means the cluster is electing one right now. Under-replicated:\n\
+        some replica is down or behind (see `tidemark topic describe` for which).")]
     Status(StatusArgs),
 }
 
@@ -31,10 +34,47 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Partitions over every topic: how many, how many lack a leader or an in-sync replica,
+/// and how many each node leads.
+#[derive(Default, Serialize)]
+struct PartitionHealth {
+    total: usize,
+    leaderless: usize,
+    under_replicated: usize,
+    #[serde(skip)]
+    leaders: std::collections::BTreeMap<u64, usize>,
+}
+
+async fn partition_health(admin: &tidemark_client::Admin) -> anyhow::Result<PartitionHealth> {
+    let mut h = PartitionHealth::default();
+    for topic in admin.list_topics().await.context("could not list the topics")? {
+        // A topic deleted meanwhile is simply not counted.
+        let Ok(d) = admin.describe_topic(&topic).await else { continue };
+        for p in &d.partitions {
+            h.total += 1;
+            match p.leader {
+                Some(l) => *h.leaders.entry(l).or_default() += 1,
+                None => h.leaderless += 1,
+            }
+            h.under_replicated += usize::from(p.under_replicated());
+        }
+    }
+    Ok(h)
+}
+
 async fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let status = a.client.client()?.admin().cluster_status().await.context("could not read the cluster status")?;
+    let admin = a.client.client()?.admin();
+    let status = admin.cluster_status().await.context("could not read the cluster status")?;
+    let health = partition_health(&admin).await?;
     match a.format {
-        Format::Json => print_json(&StatusJson::from(&status)),
+        Format::Json => {
+            let mut json = StatusJson::from(&status);
+            for n in &mut json.nodes {
+                n.leaders = health.leaders.get(&n.id).copied().unwrap_or(0);
+            }
+            json.partitions = Some(&health);
+            print_json(&json)
+        }
         Format::Text => {
             let rows: Vec<Vec<String>> = status
                 .nodes
@@ -42,10 +82,15 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
                 .map(|n| {
                     let role = if status.metadata_leader == Some(n.id) { "metadata leader" } else { "" };
                     let alive = if n.alive { "yes" } else { "NO" };
-                    vec![n.id.to_string(), n.address.clone(), alive.to_string(), role.to_string()]
+                    let leads = health.leaders.get(&n.id).copied().unwrap_or(0).to_string();
+                    vec![n.id.to_string(), n.address.clone(), alive.to_string(), leads, role.to_string()]
                 })
                 .collect();
-            print_table(&["NODE", "ADDRESS", "ALIVE", "ROLE"], &rows)?;
+            print_table(&["NODE", "ADDRESS", "ALIVE", "LEADS", "ROLE"], &rows)?;
+            println!(
+                "{} partition(s): {} without a leader, {} under-replicated.",
+                health.total, health.leaderless, health.under_replicated
+            );
             if status.metadata_leader.is_none() {
                 println!(
                     "No metadata leader right now: the cluster is electing one (or lacks a majority of live nodes)."
@@ -62,6 +107,8 @@ struct StatusJson<'a> {
     nodes: Vec<NodeJson<'a>>,
     /// 0 while there is none.
     metadata_leader: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partitions: Option<&'a PartitionHealth>,
 }
 
 #[derive(Serialize)]
@@ -69,13 +116,20 @@ struct NodeJson<'a> {
     id: u64,
     address: &'a str,
     alive: bool,
+    /// Partitions this node leads.
+    leaders: usize,
 }
 
 impl<'a> From<&'a ClusterStatus> for StatusJson<'a> {
     fn from(s: &'a ClusterStatus) -> Self {
         StatusJson {
-            nodes: s.nodes.iter().map(|n| NodeJson { id: n.id, address: &n.address, alive: n.alive }).collect(),
+            nodes: s
+                .nodes
+                .iter()
+                .map(|n| NodeJson { id: n.id, address: &n.address, alive: n.alive, leaders: 0 })
+                .collect(),
             metadata_leader: s.metadata_leader.unwrap_or(0),
+            partitions: None,
         }
     }
 }
@@ -91,9 +145,13 @@ mod tests {
             nodes: vec![NodeStatus { id: 1, address: "127.0.0.1:9092".into(), alive: true }],
             metadata_leader: Some(1),
         };
+        let mut json = StatusJson::from(&s);
+        json.nodes[0].leaders = 2;
+        let health = PartitionHealth { total: 3, leaderless: 1, under_replicated: 1, ..Default::default() };
+        json.partitions = Some(&health);
         assert_eq!(
-            serde_json::to_string(&StatusJson::from(&s)).unwrap(),
-            r#"{"nodes":[{"id":1,"address":"127.0.0.1:9092","alive":true}],"metadata_leader":1}"#
+            serde_json::to_string(&json).unwrap(),
+            r#"{"nodes":[{"id":1,"address":"127.0.0.1:9092","alive":true,"leaders":2}],"metadata_leader":1,"partitions":{"total":3,"leaderless":1,"under_replicated":1}}"#
         );
     }
 }
