@@ -70,8 +70,17 @@ async fn leaderships_return_to_their_preferred_replica_after_a_restart() {
     let preferred: Vec<u64> = created.partitions.iter().map(|p| p.replicas[0]).collect();
     assert!(preferred.contains(&1), "node 1 is the preferred leader of some partitions: {preferred:?}");
 
-    let d = client.admin().describe_topic("balanced").await.expect("describe");
-    assert!(d.partitions.iter().all(|p| p.in_sync_replicas == [1, 2, 3]), "all in sync: {d:?}");
+    // Followers start their replicas a moment after the topic is created; then every
+    // replica is in sync.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = client.admin().describe_topic("balanced").await.expect("describe");
+        if d.partitions.iter().all(|p| p.in_sync_replicas == [1, 2, 3]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never all in sync: {d:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     cluster.kill9(0);
     // Others take over, and report node 1 out of sync (after three election timeouts).
