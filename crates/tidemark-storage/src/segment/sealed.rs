@@ -37,10 +37,8 @@ pub(super) struct Skeleton {
 }
 
 impl Skeleton {
-    /// Adds the skeleton of the frame at `frame_pos` whose payload (checked) is `payload`,
-    /// and returns the skeleton's payload: what the index applies, so each value's CRC is
-    /// computed once, here.
-    pub(super) fn add(&mut self, frame_pos: u64, payload: &[u8]) -> Result<&[u8]> {
+    /// Adds the skeleton of the frame at `frame_pos` whose payload (checked) is `payload`.
+    pub(super) fn add(&mut self, frame_pos: u64, payload: &[u8]) -> Result<()> {
         let ops = frame::decode_ops(payload).map_err(|m| crate::StorageError::Internal {
             op: "index",
             message: format!("a frame being indexed is unreadable: {m}"),
@@ -59,9 +57,8 @@ impl Skeleton {
                 Op::PutRef { key, pos, len, crc } => out.put_ref(key, pos, len, crc)?,
             }
         }
-        let start = self.frames.len() + HEADER_LEN;
         self.frames.extend_from_slice(&out.finish()?);
-        Ok(&self.frames[start..])
+        Ok(())
     }
 
     /// Writes the index file of segment `id`, sealed at `len` bytes, and starts over.
