@@ -34,6 +34,19 @@ async fn produce(client: &Client, records: usize) -> BTreeMap<u64, Bytes> {
     acked
 }
 
+/// Waits (up to 60 s) until the leader counts `node` in sync.
+async fn wait_in_sync(client: &Client, node: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = client.admin().describe_topic(TOPIC).await;
+        if d.as_ref().is_ok_and(|d| d.partitions.iter().all(|p| p.in_sync_replicas.contains(&node))) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node {node} never caught up: {d:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 fn segments(cluster: &ProcessCluster, i: usize) -> Vec<PathBuf> {
     let dir = cluster.data_dir(i).join("log");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -55,6 +68,8 @@ async fn a_follower_whose_synced_segment_rots_repairs_from_its_peers_and_loses_n
     let acked = produce(&client, 6000).await;
     let follower = (1..=3).find(|n| *n != leader).expect("a follower");
     let f = follower as usize - 1;
+    // Acknowledged means on two of three: let the follower hold everything before it dies.
+    wait_in_sync(&client, follower).await;
     cluster.kill9(f);
 
     // Rot in the middle of a segment that was synced whole when it was sealed.
@@ -79,7 +94,8 @@ async fn a_follower_whose_synced_segment_rots_repairs_from_its_peers_and_loses_n
     let log = cluster.log(f);
     assert!(log.contains("every replica here starts over from its peers"), "the repair starts:\n{log}");
 
-    // Once repaired it can lead; then it serves every acknowledged record.
+    // Once repaired (back in sync) it can lead; then it serves every acknowledged record.
+    wait_in_sync(&client, follower).await;
     cluster.make_leader(&client, TOPIC, follower).await;
     let d = client.admin().describe_topic(TOPIC).await.expect("describe");
     assert_eq!(d.partitions[0].log_end_offset, acked.len() as u64, "nothing acknowledged is lost");
