@@ -103,7 +103,8 @@ impl ProcessCluster {
     }
 
     /// Kills other nodes (restarting the previous one) until node `want` leads partition 0
-    /// of `topic`.
+    /// of `topic`. Start the cluster with `--leader-balance false`, or leadership moves
+    /// back to the preferred replica behind this helper's back.
     pub async fn make_leader(&mut self, client: &tidemark_client::Client, topic: &str, want: u64) {
         for _ in 0..8 {
             let leader = client.admin().describe_topic(topic).await.ok().and_then(|d| d.partitions[0].leader);

@@ -43,7 +43,17 @@ async fn produce(client: &Client) -> BTreeMap<u64, Bytes> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_bounds_the_disk_and_a_follower_back_from_the_dead_has_every_retained_batch() {
-    let flags = ["--retention-check-ms", "300", "--checkpoint-entries", "64", "--segment-bytes", "1048576"];
+    // Leader balance off: the test moves leadership to a chosen replica itself.
+    let flags = [
+        "--retention-check-ms",
+        "300",
+        "--checkpoint-entries",
+        "64",
+        "--segment-bytes",
+        "1048576",
+        "--leader-balance",
+        "false",
+    ];
     let mut cluster = ProcessCluster::start_with(3, &flags).expect("start three processes");
     let client = Client::new(ClientConfig::new(cluster.addrs.clone())).expect("client");
     let settings = TopicSettings { retention_bytes: RETENTION, ..Default::default() };

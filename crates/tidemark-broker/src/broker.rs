@@ -41,6 +41,9 @@ pub struct BrokerConfig {
     pub retention_check: Duration,
     /// How often state machines checkpoint: a restart re-applies at most this much.
     pub checkpoints: CheckpointPolicy,
+    /// Hand leaderships back to preferred replicas (see `balance.rs`); Kafka's
+    /// auto.leader.rebalance.enable.
+    pub leader_balance: bool,
 }
 
 /// How often retention is enforced by default: well inside the 30 s a user may expect.
@@ -116,7 +119,9 @@ impl Broker {
         tokio::spawn(crate::groups::sessions::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::retention::run(Arc::downgrade(&broker), broker.cfg.retention_check));
         tokio::spawn(crate::health::watch(Arc::downgrade(&broker)));
-        tokio::spawn(crate::balance::run(Arc::downgrade(&broker)));
+        if broker.cfg.leader_balance {
+            tokio::spawn(crate::balance::run(Arc::downgrade(&broker)));
+        }
         Ok(broker)
     }
 

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// metrics are not served yet.
     #[arg(long, env = "TIDEMARK_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Hand partition leaderships back to their preferred replicas after a node returns
+    /// (default true; false keeps leaders where elections put them).
+    #[arg(long, env = "TIDEMARK_LEADER_BALANCE")]
+    pub leader_balance: Option<bool>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -124,6 +128,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_record_bytes {
             c.max_record_bytes = n;
+        }
+        if let Some(on) = self.leader_balance {
+            c.leader_balance = on;
         }
         if let Some(addr) = &self.metrics_listen {
             c.metrics_listen = addr.clone();

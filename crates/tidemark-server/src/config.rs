@@ -56,6 +56,8 @@ pub struct NodeConfig {
     /// HOST:PORT for the HTTP endpoints /health and /ready (empty: none). Prometheus
     /// metrics will be served here too; they are not there yet.
     pub metrics_listen: String,
+    /// Hand partition leaderships back to their preferred replicas after a node returns.
+    pub leader_balance: bool,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +79,7 @@ impl Default for NodeConfig {
             checkpoint_entries: tidemark_raft::CheckpointPolicy::default().entries,
             segment_bytes: tidemark_storage::segment::DEFAULT_SEGMENT_BYTES,
             metrics_listen: String::new(),
+            leader_balance: true,
         }
     }
 }

@@ -69,6 +69,7 @@ impl Node {
             producer_expiry: std::time::Duration::from_millis(config.producer_expiry_ms),
             retention_check: std::time::Duration::from_millis(config.retention_check_ms),
             checkpoints: tidemark_raft::CheckpointPolicy { entries: config.checkpoint_entries, ..Default::default() },
+            leader_balance: config.leader_balance,
         };
         let broker = Broker::start(broker_cfg, engine).await?;
         if !config.metrics_listen.is_empty() {
