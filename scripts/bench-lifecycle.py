@@ -89,8 +89,7 @@ def main():
     cluster = Cluster(root, a.port, [])
     results = []
     try:
-        for i in range(3):
-            cluster.start(i)
+        cluster.start_all()
         time.sleep(2)
         topic = "life"
         cluster.cli("topic", "create", topic, "-p", str(PARTITIONS), "-r", "3",

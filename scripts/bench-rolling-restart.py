@@ -64,8 +64,7 @@ def main():
     cluster = Cluster(root, a.port, [])
     rows = []
     try:
-        for i in range(3):
-            cluster.start(i)
+        cluster.start_all()
         time.sleep(2)
         topic = "roll"
         cluster.cli("topic", "create", topic, "-p", "3", "-r", "3")

@@ -23,7 +23,9 @@ class Cluster:
     def __init__(self, root, port, extra):
         self.root = root
         self.addrs = [f"127.0.0.1:{port + i}" for i in range(3)]
-        self.peers = ",".join(f"{i + 1}={a}" for i, a in enumerate(self.addrs))
+        # Nodes replicate over their own listener, 100 ports up; --peers names those.
+        self.cluster_addrs = [f"127.0.0.1:{port + 100 + i}" for i in range(3)]
+        self.peers = ",".join(f"{i + 1}={a}" for i, a in enumerate(self.cluster_addrs))
         self.extra = extra
         self.procs = [None, None, None]
         self.starts = {}
@@ -34,14 +36,17 @@ class Cluster:
     def logfile(self, i):
         return os.path.join(self.root, f"node-{i + 1}.log")
 
-    def start(self, i):
-        """Starts node i; returns seconds until it printed that it listens."""
+    def spawn(self, i):
+        """Starts node i's process; `started` waits for it."""
         out = open(self.logfile(i), "a")
-        t0 = time.monotonic()
         args = [BIN, "serve", "--id", str(i + 1), "--listen", self.addrs[i],
+                "--cluster-listen", self.cluster_addrs[i],
                 "--peers", self.peers, "--data-dir", self.data(i)] + self.extra
         env = dict(os.environ, RUST_LOG="warn")
         self.procs[i] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out, env=env)
+
+    def started(self, i, t0):
+        """Waits until node i printed that it listens; returns seconds since t0."""
         marker = f"tidemark node {i + 1} listening"
         while time.monotonic() - t0 < 300:
             with open(self.logfile(i)) as f:
@@ -52,6 +57,20 @@ class Cluster:
                 raise SystemExit(f"node {i + 1} exited; see {self.logfile(i)}")
             time.sleep(0.01)
         raise SystemExit(f"node {i + 1} did not start within 300 s")
+
+    def start(self, i):
+        """(Re)starts node i; returns seconds until it printed that it listens."""
+        t0 = time.monotonic()
+        self.spawn(i)
+        return self.started(i, t0)
+
+    def start_all(self):
+        """Starts every node at once: a new cluster forms once all of them answer."""
+        t0 = time.monotonic()
+        for i in range(3):
+            self.spawn(i)
+        for i in range(3):
+            self.started(i, t0)
 
     def kill9(self, i):
         p = self.procs[i]

@@ -47,7 +47,8 @@ impl SimCluster {
     pub fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> SimCluster {
         let handle = Handle::current();
         let addrs: Vec<String> = (0..n).map(|i| format!("{}:9092", node_ip(i))).collect();
-        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let cluster_addr = |i: usize| format!("{}:9093", node_ip(i));
+        let peers = (0..n).map(|i| format!("{}={}", i + 1, cluster_addr(i))).collect::<Vec<_>>().join(",");
         let engines: Vec<MemoryEngine> = (0..n).map(|_| MemoryEngine::new()).collect();
         let brokers: Vec<BrokerSlot> = (0..n).map(|_| BrokerSlot::default()).collect();
         let nodes = (0..n)
@@ -55,6 +56,7 @@ impl SimCluster {
                 let mut config = NodeConfig {
                     id: i as u64 + 1,
                     listen: addrs[i].clone(),
+                    cluster_listen: cluster_addr(i),
                     peers: peers.clone(),
                     ..Default::default()
                 };

@@ -19,9 +19,23 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
+/// Free client and cluster addresses on 127.0.0.1 for `n` nodes, and the `--peers` value
+/// naming the cluster ones.
+pub fn local_addresses(n: usize) -> (Vec<String>, Vec<String>, String) {
+    let ports = free_ports(2 * n);
+    let addr = |p: &u16| format!("127.0.0.1:{p}");
+    let (client, cluster) = ports.split_at(n);
+    let cluster: Vec<String> = cluster.iter().map(addr).collect();
+    let peers = cluster.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+    (client.iter().map(addr).collect(), cluster, peers)
+}
+
 /// A cluster of in-process nodes on memory engines.
 pub struct InProcessCluster {
+    /// Where each node serves clients.
     pub addrs: Vec<String>,
+    /// Where each node serves the other nodes (its cluster listener).
+    pub cluster_addrs: Vec<String>,
     /// Each node with the sender that stops it (dropping it stops the node too).
     pub nodes: Vec<(Node, tokio::sync::oneshot::Sender<()>)>,
     peers: String,
@@ -37,13 +51,10 @@ pub fn init_logging() {
 impl InProcessCluster {
     pub async fn start(n: usize) -> anyhow::Result<InProcessCluster> {
         init_logging();
-        let addrs: Vec<String> = free_ports(n).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
-        let mut c = InProcessCluster { addrs, nodes: Vec::new(), peers };
-        for i in 0..n {
-            let node = c.start_node(i).await?;
-            c.nodes.push(node);
-        }
+        let (addrs, cluster_addrs, peers) = local_addresses(n);
+        let mut c = InProcessCluster { addrs, cluster_addrs, nodes: Vec::new(), peers };
+        // Together: a new cluster forms once every node answers on its cluster address.
+        c.nodes = futures::future::try_join_all((0..n).map(|i| c.start_node(i))).await?;
         Ok(c)
     }
 
@@ -51,6 +62,7 @@ impl InProcessCluster {
         let config = NodeConfig {
             id: i as u64 + 1,
             listen: self.addrs[i].clone(),
+            cluster_listen: self.cluster_addrs[i].clone(),
             peers: self.peers.clone(),
             ..NodeConfig::default()
         };

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::free_ports;
-
 /// The `tidemark` binary cargo built next to this test executable.
 pub fn tidemark_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -22,7 +20,10 @@ pub fn tidemark_binary() -> PathBuf {
 
 pub struct ProcessCluster {
     pub dir: tempfile::TempDir,
+    /// Where each node serves clients.
     pub addrs: Vec<String>,
+    /// Where each node serves the other nodes.
+    pub cluster_addrs: Vec<String>,
     children: Vec<Option<Child>>,
     peers: String,
     /// Extra `serve` flags every node gets.
@@ -37,10 +38,10 @@ impl ProcessCluster {
     /// Like [`Self::start`], with extra `serve` flags for every node.
     pub fn start_with(n: usize, extra: &[&str]) -> anyhow::Result<ProcessCluster> {
         crate::init_logging();
-        let addrs: Vec<String> = free_ports(n).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let (addrs, cluster_addrs, peers) = crate::local_addresses(n);
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut c = ProcessCluster { dir: tempfile::tempdir()?, addrs, children: Vec::new(), peers, extra };
+        let dir = tempfile::tempdir()?;
+        let mut c = ProcessCluster { dir, addrs, cluster_addrs, children: Vec::new(), peers, extra };
         for i in 0..n {
             let child = c.spawn(i)?;
             c.children.push(Some(child));
@@ -51,7 +52,8 @@ impl ProcessCluster {
     fn spawn(&self, i: usize) -> anyhow::Result<Child> {
         let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", i + 1)))?;
         let child = Command::new(tidemark_binary())
-            .args(["serve", "--id", &(i + 1).to_string(), "--listen", &self.addrs[i], "--peers", &self.peers])
+            .args(["serve", "--id", &(i + 1).to_string(), "--listen", &self.addrs[i]])
+            .args(["--cluster-listen", &self.cluster_addrs[i], "--peers", &self.peers])
             .arg("--data-dir")
             .arg(self.data_dir(i))
             .args(&self.extra)

@@ -121,6 +121,12 @@ async fn bad_input_gets_clear_errors() {
         }
         assert!(seen_corrupt);
     }
+    // A request far above the batch limit (4 MiB by default) is refused before its body
+    // is decoded, so no client can make a node hold 256 MiB messages.
+    let huge = ProduceRequest { topic: "t".into(), partition: 0, batch: Bytes::from(vec![0u8; 16 << 20]) };
+    let s = c.data(0).produce(huge).await.unwrap_err();
+    assert_eq!(s.code(), tonic::Code::OutOfRange, "{s:?}");
+    assert!(s.message().contains("too large"), "{}", s.message());
     let r = produce(&c, "t", 0, batch(&["ok"])).await;
     assert_eq!(r.base_offset, 0, "rejected batches took no offsets");
 }

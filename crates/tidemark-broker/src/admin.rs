@@ -10,7 +10,10 @@ use crate::meta::{place, MetaCommand, MetaResponse, TopicConfig, TopicMeta};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
     pub id: NodeId,
+    /// Where clients reach it (empty until it has published that).
     pub address: String,
+    /// Where other nodes reach it (its Raft transport).
+    pub cluster_address: String,
     pub alive: bool,
 }
 
@@ -105,6 +108,20 @@ impl Broker {
         bincode::deserialize(&resp.data.0).map_err(|e| BrokerError::Internal(format!("metadata answer: {e}")))
     }
 
+    /// Every member with both its addresses; `alive` says which are alive.
+    pub fn node_statuses(&self, alive: impl Fn(NodeId) -> bool) -> Vec<NodeStatus> {
+        let client = self.meta.read().client_addrs.clone();
+        self.cluster_members()
+            .into_iter()
+            .map(|(id, cluster_address)| NodeStatus {
+                id,
+                address: client.get(&id).cloned().unwrap_or_default(),
+                cluster_address,
+                alive: alive(id),
+            })
+            .collect()
+    }
+
     /// The cluster as the metadata leader sees it: (node, address, alive) and the leader.
     /// A follower that knows the leader redirects there; with no leader at all (no quorum)
     /// it answers what it can see alone.
@@ -115,11 +132,7 @@ impl Broker {
             (None, Some(_)) => return Err(self.not_meta_leader()),
             (None, None) => vec![self.node_id()],
         };
-        let nodes = self
-            .nodes()
-            .into_iter()
-            .map(|(id, address)| NodeStatus { id, alive: live.contains(&id), address })
-            .collect();
+        let nodes = self.node_statuses(|id| live.contains(&id));
         Ok(ClusterView { nodes, metadata_leader: leader })
     }
 }

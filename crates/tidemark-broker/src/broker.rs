@@ -29,8 +29,14 @@ use crate::sequencer::Sequencer;
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: NodeId,
-    /// The voters of the metadata group and their addresses, used to form the cluster.
+    /// The voters of the metadata group and their cluster addresses (where their Raft
+    /// transport listens), used to form the cluster.
     pub peers: BTreeMap<NodeId, String>,
+    /// The cluster this node belongs to: stamped on every internal request it sends, and
+    /// required on every one it accepts.
+    pub cluster_id: String,
+    /// Where this node serves clients; published through the metadata group.
+    pub client_address: String,
     pub timing: RaftTiming,
     pub limits: BatchLimits,
     /// How long a partition remembers an idle idempotent producer. After that its next
@@ -102,7 +108,7 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Internal(format!("starting the repair after disk damage: {e}")))?;
         let repairs = Arc::new(Repairs::default());
-        let pool = PeerPool::new();
+        let pool = PeerPool::new(node, cfg.cluster_id.clone());
         let ctx = GroupContext { node_id: node, engine, flusher, pool, config, checkpoints, repairs: repairs.clone() };
         let meta = MetaShared::new();
         let meta_raft =
@@ -119,6 +125,7 @@ impl Broker {
         tokio::spawn(crate::groups::sessions::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::retention::run(Arc::downgrade(&broker), broker.cfg.retention_check));
         tokio::spawn(crate::health::watch(Arc::downgrade(&broker)));
+        tokio::spawn(crate::directory::run(Arc::downgrade(&broker)));
         if broker.cfg.leader_balance {
             tokio::spawn(crate::balance::run(Arc::downgrade(&broker)));
         }
@@ -205,16 +212,40 @@ impl Broker {
         let _ = self.meta_raft.shutdown().await;
     }
 
-    /// The address of `node`, from the metadata membership or the configured peers.
+    /// Where `node` serves clients, once it has published it (see `directory.rs`): what
+    /// clients are given, in metadata and in redirects.
     pub fn node_addr(&self, node: NodeId) -> Option<String> {
+        self.meta.read().client_addrs.get(&node).cloned()
+    }
+
+    /// Where `node`'s Raft transport listens, from the metadata membership or the
+    /// configured peers.
+    pub fn cluster_addr(&self, node: NodeId) -> Option<String> {
         let m = self.meta_raft.metrics().borrow_watched().membership_config.clone();
         m.membership().get_node(&node).map(|n| n.addr.clone()).or_else(|| self.cfg.peers.get(&node).cloned())
     }
 
-    /// Every node of the cluster, with its address.
-    pub fn nodes(&self) -> BTreeMap<NodeId, String> {
+    /// Every member of the cluster (voters and learners of the metadata group), with its
+    /// cluster address.
+    pub fn cluster_members(&self) -> BTreeMap<NodeId, String> {
         let m = self.meta_raft.metrics().borrow_watched().membership_config.clone();
         m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+    }
+
+    /// Whether `node` may send this node internal requests: a member of the cluster, or
+    /// one of the configured peers (before the membership is known).
+    /// Checked on every internal request, so it looks the node up without copying.
+    pub fn is_member(&self, node: NodeId) -> bool {
+        self.cfg.peers.contains_key(&node)
+            || self.meta_raft.metrics().borrow_watched().membership_config.membership().get_node(&node).is_some()
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cfg.cluster_id
+    }
+
+    pub fn client_address(&self) -> &str {
+        &self.cfg.client_address
     }
 
     pub fn metadata_leader(&self) -> Option<NodeId> {
@@ -279,6 +310,8 @@ impl Broker {
             let m = metrics.borrow_watched();
             m.current_leader.is_some() && m.cluster_committed.is_some() && m.last_applied >= m.cluster_committed
         };
+        // Clients are sent to the addresses in the metadata: this node's must be there.
+        let caught_up = caught_up && self.node_addr(self.node_id()).is_some();
         if !caught_up {
             return Err(BrokerError::Unavailable(format!(
                 "node {} is still catching up with the cluster's metadata; retry in a moment",
@@ -383,9 +416,7 @@ impl Broker {
     ) -> BrokerError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                let leader = f
-                    .leader_id
-                    .and_then(|id| Some((id, f.leader_node.map(|n| n.addr).or_else(|| self.node_addr(id))?)));
+                let leader = f.leader_id.and_then(|id| Some((id, self.node_addr(id)?)));
                 BrokerError::NotLeader { what, leader }
             }
             RaftError::APIError(e) => BrokerError::Internal(format!("{what}: {e}")),

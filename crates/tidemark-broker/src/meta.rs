@@ -63,6 +63,9 @@ pub struct MetaState {
     /// Consumer groups by name; ids come from `next_group_id` and are never reused.
     pub groups: BTreeMap<String, GroupMeta>,
     pub next_group_id: u64,
+    /// Where each node serves clients, as it last said (see `directory.rs`). Peers reach
+    /// each other on cluster addresses (the Raft membership); clients are given these.
+    pub client_addrs: BTreeMap<NodeId, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +91,11 @@ pub enum MetaCommand {
         name: String,
         config: TopicConfig,
     },
+    /// Records the address where `node` serves clients.
+    PublishAddress {
+        node: NodeId,
+        address: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,9 +104,14 @@ pub enum MetaResponse {
     Deleted,
     Exists,
     Missing,
-    Producer { id: i64, epoch: i16 },
+    Producer {
+        id: i64,
+        epoch: i16,
+    },
     Group(GroupResponse),
     Altered(TopicMeta),
+    /// A node's client address was recorded.
+    Published,
 }
 
 impl MetaCommand {
@@ -214,6 +227,10 @@ impl MetaLogic {
                 }
                 None => return MetaResponse::Missing,
             },
+            MetaCommand::PublishAddress { node, address } => {
+                state.client_addrs.insert(node, address);
+                MetaResponse::Published
+            }
             MetaCommand::InitProducer { name } => {
                 let (id, epoch) = state.init_producer(name);
                 return MetaResponse::Producer { id, epoch };

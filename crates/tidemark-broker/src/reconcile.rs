@@ -67,7 +67,7 @@ impl Broker {
         let raft = self.ctx.start_group(group, Box::new(PartitionLogic(shared.clone()))).await?;
         self.registry.insert(group, raft.clone());
         let members: BTreeMap<NodeId, BasicNode> =
-            w.replicas.iter().map(|id| (*id, BasicNode { addr: self.node_addr(*id).unwrap_or_default() })).collect();
+            w.replicas.iter().map(|id| (*id, BasicNode { addr: self.cluster_addr(*id).unwrap_or_default() })).collect();
         let preferred = w.replicas.first() == Some(&self.node_id());
         let delay = if preferred { Duration::ZERO } else { Duration::from_millis(self.cfg.timing.election_max_ms * 3) };
         tokio::spawn(crate::broker::initialize_later(raft.clone(), members, delay));

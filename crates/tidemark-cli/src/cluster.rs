@@ -13,7 +13,7 @@ pub enum ClusterCommand {
     #[command(after_help = "Examples:\n  \
         tidemark cluster status\n  \
         tidemark cluster status --bootstrap 10.0.0.1:9092 --format json\n\n\
-        JSON: {\"nodes\":[{\"id\":1,\"address\":\"..\",\"alive\":true,\"leaders\":2}],\"metadata_leader\":1,\
+        JSON: {\"nodes\":[{\"id\":1,\"address\":\"..\",\"cluster_address\":\"..\",\"alive\":true,\"leaders\":2}],\"metadata_leader\":1,\
         \"partitions\":{\"total\":6,\"leaderless\":0,\"under_replicated\":0}}\n\
         A metadata_leader of 0 means the cluster is electing one right now. Under-replicated:\n\
         some replica is down or behind (see `tidemark topic describe` for which).")]
@@ -83,10 +83,12 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
                     let role = if status.metadata_leader == Some(n.id) { "metadata leader" } else { "" };
                     let alive = if n.alive { "yes" } else { "NO" };
                     let leads = health.leaders.get(&n.id).copied().unwrap_or(0).to_string();
-                    vec![n.id.to_string(), n.address.clone(), alive.to_string(), leads, role.to_string()]
+                    let address = if n.address.is_empty() { "(not yet known)" } else { n.address.as_str() };
+                    let row = [&n.id.to_string(), address, &n.cluster_address, alive, &leads, role];
+                    row.map(str::to_string).to_vec()
                 })
                 .collect();
-            print_table(&["NODE", "ADDRESS", "ALIVE", "LEADS", "ROLE"], &rows)?;
+            print_table(&["NODE", "ADDRESS", "CLUSTER ADDRESS", "ALIVE", "LEADS", "ROLE"], &rows)?;
             println!(
                 "{} partition(s): {} without a leader, {} under-replicated.",
                 health.total, health.leaderless, health.under_replicated
@@ -114,7 +116,10 @@ struct StatusJson<'a> {
 #[derive(Serialize)]
 struct NodeJson<'a> {
     id: u64,
+    /// For clients; empty until the node has published it.
     address: &'a str,
+    /// Between nodes.
+    cluster_address: &'a str,
     alive: bool,
     /// Partitions this node leads.
     leaders: usize,
@@ -126,7 +131,13 @@ impl<'a> From<&'a ClusterStatus> for StatusJson<'a> {
             nodes: s
                 .nodes
                 .iter()
-                .map(|n| NodeJson { id: n.id, address: &n.address, alive: n.alive, leaders: 0 })
+                .map(|n| NodeJson {
+                    id: n.id,
+                    address: &n.address,
+                    cluster_address: &n.cluster_address,
+                    alive: n.alive,
+                    leaders: 0,
+                })
                 .collect(),
             metadata_leader: s.metadata_leader.unwrap_or(0),
             partitions: None,
@@ -142,7 +153,12 @@ mod tests {
     #[test]
     fn status_json_has_the_contract_shape() {
         let s = ClusterStatus {
-            nodes: vec![NodeStatus { id: 1, address: "127.0.0.1:9092".into(), alive: true }],
+            nodes: vec![NodeStatus {
+                id: 1,
+                address: "127.0.0.1:9092".into(),
+                alive: true,
+                cluster_address: "127.0.0.1:9192".into(),
+            }],
             metadata_leader: Some(1),
         };
         let mut json = StatusJson::from(&s);
@@ -151,7 +167,7 @@ mod tests {
         json.partitions = Some(&health);
         assert_eq!(
             serde_json::to_string(&json).unwrap(),
-            r#"{"nodes":[{"id":1,"address":"127.0.0.1:9092","alive":true,"leaders":2}],"metadata_leader":1,"partitions":{"total":3,"leaderless":1,"under_replicated":1}}"#
+            r#"{"nodes":[{"id":1,"address":"127.0.0.1:9092","cluster_address":"127.0.0.1:9192","alive":true,"leaders":2}],"metadata_leader":1,"partitions":{"total":3,"leaderless":1,"under_replicated":1}}"#
         );
     }
 }

@@ -8,7 +8,8 @@ use tidemark_server::NodeConfig;
 /// Start a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops it).
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:
-  tidemark dev                       # three nodes on 127.0.0.1:9092-9094, fresh temp data
+  tidemark dev                       # three nodes on 127.0.0.1:9092-9094 for clients and
+                                     # 127.0.0.1:9192-9194 between nodes, fresh temp data
   tidemark dev --data-dir ./dev-data # keep the data across runs
   tidemark dev --nodes 1 --base-port 7000
 
@@ -22,7 +23,8 @@ pub struct DevArgs {
     /// Where the nodes keep their data (default: a fresh temporary directory, removed on exit).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// First port; node i listens on base-port + i - 1.
+    /// First port; node i serves clients on base-port + i - 1, and the other nodes on
+    /// base-port + 100 + i - 1.
     #[arg(long, default_value_t = 9092)]
     pub base_port: u16,
 }
@@ -33,19 +35,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("tidemark-dev-{}", std::process::id())), true),
     };
+    anyhow::ensure!(args.base_port as u64 + 100 + args.nodes <= 65_536, "--base-port is too high");
     let addr = |i: u64| format!("127.0.0.1:{}", args.base_port as u64 + i - 1);
-    let peers: Vec<String> = (1..=args.nodes).map(|i| format!("{i}={}", addr(i))).collect();
-    let mut nodes = Vec::new();
-    for i in 1..=args.nodes {
-        let config = NodeConfig {
-            id: i,
-            listen: addr(i),
-            data_dir: root.join(format!("node-{i}")),
-            peers: peers.join(","),
-            ..NodeConfig::default()
-        };
-        nodes.push(crate::serve::start_node(config).await?);
-    }
+    let cluster_addr = |i: u64| format!("127.0.0.1:{}", args.base_port as u64 + 100 + i - 1);
+    let peers: Vec<String> = (1..=args.nodes).map(|i| format!("{i}={}", cluster_addr(i))).collect();
+    let configs = (1..=args.nodes).map(|i| NodeConfig {
+        id: i,
+        listen: addr(i),
+        cluster_listen: if args.nodes > 1 { cluster_addr(i) } else { String::new() },
+        data_dir: root.join(format!("node-{i}")),
+        peers: peers.join(","),
+        ..NodeConfig::default()
+    });
+    // Together: a new cluster forms once every node answers on its cluster address.
+    let nodes = futures::future::try_join_all(configs.map(crate::serve::start_node)).await?;
     let bootstrap: Vec<String> = (1..=args.nodes).map(addr).collect();
     // "Up" means every node has caught up with the cluster's metadata (after a restart on
     // old data that takes a moment), so a script's first command gets a true answer.

@@ -9,27 +9,45 @@ use tidemark_server::{Node, NodeConfig};
 /// Run one Tidemark node.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:
-  # A three-node cluster (run each line in its own terminal or host):
-  tidemark serve --id 1 --listen 127.0.0.1:9092 --data-dir /var/lib/tidemark/1 \\
-      --peers 1=127.0.0.1:9092,2=127.0.0.1:9093,3=127.0.0.1:9094
-  tidemark serve --id 2 --listen 127.0.0.1:9093 --data-dir /var/lib/tidemark/2 --peers ...
-  # From a file, with one setting overridden by the environment:
-  TIDEMARK_LISTEN=0.0.0.0:9092 tidemark serve --config node.toml
+  # A three-node cluster (run each line in its own terminal or host). Clients use
+  # --listen; nodes replicate over --cluster-listen, and --peers lists those:
+  tidemark serve --id 1 --listen 127.0.0.1:9092 --cluster-listen 127.0.0.1:9192 \\
+      --data-dir /var/lib/tidemark/1 --peers 1=127.0.0.1:9192,2=127.0.0.1:9193,3=127.0.0.1:9194
+  tidemark serve --id 2 --listen 127.0.0.1:9093 --cluster-listen 127.0.0.1:9193 \\
+      --data-dir /var/lib/tidemark/2 --peers ...
+  # From a file, with settings overridden by the environment (listening on every
+  # interface, clients are told the name they can reach):
+  TIDEMARK_LISTEN=0.0.0.0:9092 TIDEMARK_ADVERTISE=node1.example:9092 tidemark serve --config node.toml
 
-The first start of fresh nodes forms the cluster; restarting a node on its data dir
-rejoins it. Settings: --config FILE, then TIDEMARK_* variables, then flags.")]
+The first start of fresh nodes forms the cluster, once all of them are up (each waits,
+saying for whom); restarting a node on its data dir rejoins it, and a node started on
+an empty data dir rejoins the cluster its peers belong to. Settings: --config FILE, then TIDEMARK_* variables, then flags.")]
 pub struct ServeArgs {
     /// This node's id (1, 2, 3, ...), unique in the cluster.
     #[arg(long, env = "TIDEMARK_ID")]
     pub id: Option<u64>,
-    /// Address to listen on for clients and peers, HOST:PORT (an IP host).
+    /// Address to listen on for clients, HOST:PORT (an IP host).
     #[arg(long, env = "TIDEMARK_LISTEN")]
     pub listen: Option<String>,
+    /// The client address this node tells clients to use, HOST:PORT (a name allowed).
+    /// Default: --listen. Set it behind NAT, in containers, or with a 0.0.0.0 listener.
+    #[arg(long, env = "TIDEMARK_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Address to listen on for the other nodes (Raft replication, never served to
+    /// clients), HOST:PORT. Required with --peers.
+    #[arg(long, env = "TIDEMARK_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<String>,
+    /// The cluster's id. Default: learned from the peers, or drawn when a new cluster
+    /// forms; kept in the data dir. Set the same value on every node to form a new cluster
+    /// without waiting for all of them; a node whose data belongs to another cluster then
+    /// refuses to start.
+    #[arg(long, env = "TIDEMARK_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// Directory for this node's data (created if missing).
     #[arg(long, env = "TIDEMARK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Every voter of the cluster, this node included: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
-    /// Leave out for a single-node cluster.
+    /// Every voter of the cluster, this node included, by cluster address (their
+    /// --cluster-listen): 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT. Leave out for a single node.
     #[arg(long, env = "TIDEMARK_PEERS")]
     pub peers: Option<String>,
     /// How long a partition remembers an idle idempotent producer, in ms (default one
@@ -96,6 +114,15 @@ impl ServeArgs {
         if let Some(listen) = &self.listen {
             c.listen = listen.clone();
         }
+        if let Some(addr) = &self.advertise {
+            c.advertise = addr.clone();
+        }
+        if let Some(addr) = &self.cluster_listen {
+            c.cluster_listen = addr.clone();
+        }
+        if let Some(id) = &self.cluster_id {
+            c.cluster_id = id.clone();
+        }
         if let Some(dir) = &self.data_dir {
             c.data_dir = dir.clone();
         }
@@ -152,7 +179,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Opens the node's storage in its data dir and starts the node; it stops on Ctrl-C / SIGTERM.
 pub async fn start_node(config: NodeConfig) -> anyhow::Result<Node> {
-    check_port_free(&config.listen)?;
+    check_port_free(&config.listen, "--listen")?;
+    if !config.cluster_listen.is_empty() {
+        check_port_free(&config.cluster_listen, "--cluster-listen")?;
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let engine = tidemark_server::open_storage(&config)
@@ -163,10 +193,10 @@ pub async fn start_node(config: NodeConfig) -> anyhow::Result<Node> {
 }
 
 /// Fails early, with a hint, when the listen port is taken.
-fn check_port_free(listen: &str) -> anyhow::Result<()> {
+fn check_port_free(listen: &str, flag: &str) -> anyhow::Result<()> {
     std::net::TcpListener::bind(listen)
         .map(drop)
-        .with_context(|| format!("cannot listen on {listen}: is another process using it? choose another --listen"))
+        .with_context(|| format!("cannot listen on {listen}: is another process using it? choose another {flag}"))
 }
 
 pub async fn shutdown_signal() {

@@ -82,8 +82,11 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
     pub id: NodeId,
+    /// Where clients reach the node (empty until it has published it).
     pub address: String,
     pub alive: bool,
+    /// Where the other nodes reach it for replication.
+    pub cluster_address: String,
 }
 
 /// Creates, lists, describes and deletes topics; reports the cluster's state.
@@ -206,8 +209,11 @@ impl Admin {
             .call("cluster status", |mut c| async move { c.cluster_status(v1::ClusterStatusRequest {}).await })
             .await
             .map_err(|(e, _)| e)?;
-        let mut nodes: Vec<NodeStatus> =
-            resp.nodes.into_iter().map(|n| NodeStatus { id: n.id, address: n.address, alive: n.alive }).collect();
+        let mut nodes: Vec<NodeStatus> = resp
+            .nodes
+            .into_iter()
+            .map(|n| NodeStatus { id: n.id, address: n.address, alive: n.alive, cluster_address: n.cluster_address })
+            .collect();
         nodes.sort_by_key(|n| n.id);
         Ok(ClusterStatus { nodes, metadata_leader: (resp.metadata_leader != 0).then_some(resp.metadata_leader) })
     }

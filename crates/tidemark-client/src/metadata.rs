@@ -148,7 +148,8 @@ mod tests {
     use super::*;
 
     fn response() -> v1::MetadataResponse {
-        let node = |id: u64, alive| v1::NodeInfo { id, address: format!("10.0.0.{id}:9092"), alive };
+        let node =
+            |id: u64, alive| v1::NodeInfo { id, address: format!("10.0.0.{id}:9092"), alive, ..Default::default() };
         let part =
             |partition, leader| v1::PartitionInfo { partition, leader, replicas: vec![1, 2, 3], ..Default::default() };
         v1::MetadataResponse {

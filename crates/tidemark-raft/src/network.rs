@@ -19,16 +19,21 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tidemark_proto::v1::raft_transport_client::RaftTransportClient;
-use tidemark_proto::v1::{RaftRequest, RaftRpc};
+use tidemark_proto::v1::{HelloRequest, HelloResponse, RaftRequest, RaftRpc};
 use tidemark_types::{GroupId, NodeId};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::types::{Snapshot, TypeConfig, Vote};
 
-/// One lazily connected channel per peer node, shared by every group and by the broker
-/// (which forwards describe requests over the same connection).
+/// One lazily connected channel per peer node's cluster listener, shared by every group.
+///
+/// Every request it sends is stamped with this node's id and its cluster id, which the
+/// receiver checks (tidemark-server's raft_api): a node of another cluster, or a stale
+/// node of a wiped one, cannot deliver a vote, an append or a snapshot.
 #[derive(Default)]
 pub struct PeerPool {
+    node: NodeId,
+    cluster_id: String,
     peers: Mutex<HashMap<NodeId, (String, Channel)>>,
     /// Whether each peer answered the last request sent to it. With a peer down, every
     /// group retries it several times a second; this logs one line when it goes away and
@@ -44,8 +49,37 @@ fn peer_answered(status: &tonic::Status) -> bool {
 }
 
 impl PeerPool {
-    pub fn new() -> Arc<PeerPool> {
-        Arc::new(PeerPool::default())
+    /// A pool that sends as `node` of cluster `cluster_id` (empty while it has none: only
+    /// [`PeerPool::hello`] is answered then).
+    pub fn new(node: NodeId, cluster_id: impl Into<String>) -> Arc<PeerPool> {
+        Arc::new(PeerPool { node, cluster_id: cluster_id.into(), ..Default::default() })
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// A request to `group`, stamped with who sends it.
+    pub(crate) fn request(&self, group: GroupId, rpc: RaftRpc, payload: Vec<u8>) -> RaftRequest {
+        RaftRequest {
+            group,
+            rpc: rpc as i32,
+            payload: payload.into(),
+            cluster_id: self.cluster_id.clone(),
+            from: self.node,
+        }
+    }
+
+    /// Asks `node` at (cluster) address `addr` who it is, within `ttl`.
+    pub async fn hello(&self, node: NodeId, addr: &str, ttl: Duration) -> Result<HelloResponse, String> {
+        let channel = self.channel(node, addr)?;
+        let request = HelloRequest { from: self.node, cluster_id: self.cluster_id.clone() };
+        let outcome = tokio::time::timeout(ttl, RaftTransportClient::new(channel).hello(request)).await;
+        match outcome {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+            Err(_) => Err(format!("no answer within {ttl:?}")),
+        }
     }
 
     /// Passes on the outcome of a request to `node` (Err: it timed out, with why), as a
@@ -151,7 +185,7 @@ impl GroupNetwork {
         let err = |message: String| TransportError { target: self.target, message };
         let channel = self.channel.clone().map_err(err)?;
         let payload = bincode::serialize(req).map_err(|e| err(format!("encode: {e}")))?;
-        let request = RaftRequest { group: self.group, rpc: rpc as i32, payload: payload.into() };
+        let request = self.pool.request(self.group, rpc, payload);
         let mut client =
             RaftTransportClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
         let outcome = tokio::time::timeout(ttl, client.call(request)).await;

@@ -95,11 +95,12 @@ where
         let input = futures::stream::iter([first]).chain(input);
         let outstanding = Arc::new(Outstanding { count: AtomicU64::new(0), since: Mutex::new(Instant::now()) });
         let counter = outstanding.clone();
+        let stamp = pool.clone();
         let requests = input
             .map(move |req| match bincode::serialize(&req) {
                 Ok(payload) => {
                     counter.sent();
-                    Some(RaftRequest { group, rpc: RaftRpc::Append as i32, payload: payload.into() })
+                    Some(stamp.request(group, RaftRpc::Append, payload))
                 }
                 Err(e) => {
                     tracing::error!(group, target, error = %e, "cannot encode an AppendEntries request; ending the stream");

@@ -130,17 +130,17 @@ impl Tidemark for ClientApi {
                 return Err(to_status(tidemark_broker::BrokerError::UnknownTopic { topic: wanted.clone() }));
             }
         }
-        let (nodes, leader) = match self.broker.cluster_status() {
-            Ok(view) => {
-                let nodes = view.nodes.into_iter().map(|n| NodeInfo { id: n.id, address: n.address, alive: n.alive });
-                (nodes.collect(), view.metadata_leader)
-            }
+        let (statuses, leader) = match self.broker.cluster_status() {
+            Ok(view) => (view.nodes, view.metadata_leader),
             // A follower still knows the nodes; liveness is the leader's to say.
-            Err(_) => {
-                let nodes = self.broker.nodes().into_iter().map(|(id, address)| NodeInfo { id, address, alive: true });
-                (nodes.collect(), self.broker.metadata_leader())
-            }
+            Err(_) => (self.broker.node_statuses(|_| true), self.broker.metadata_leader()),
         };
+        // Clients can use only nodes whose client address is known.
+        let nodes = statuses
+            .into_iter()
+            .filter(|n| !n.address.is_empty())
+            .map(|n| NodeInfo { id: n.id, address: n.address, alive: n.alive, cluster_address: n.cluster_address })
+            .collect();
         Ok(Response::new(MetadataResponse { nodes, topics, metadata_leader: leader.unwrap_or(0) }))
     }
 }

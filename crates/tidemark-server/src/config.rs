@@ -28,11 +28,22 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
 pub struct NodeConfig {
     /// This node's id, unique in the cluster, from 1.
     pub id: NodeId,
-    /// Where clients and peers connect: HOST:PORT.
+    /// Where clients connect: HOST:PORT.
     pub listen: String,
+    /// The client address this node publishes (what clients are told to connect to):
+    /// HOST:PORT, a name allowed. Empty (the default): `listen`. Set it when clients reach
+    /// the node by another address (containers, NAT, `0.0.0.0` listeners).
+    pub advertise: String,
+    /// Where the other nodes connect for replication (the internal Raft transport, never
+    /// served to clients): HOST:PORT. Required with peers; a single node needs none.
+    pub cluster_listen: String,
+    /// The cluster this node belongs to. Empty (the default): learned from the peers, or
+    /// drawn at random when a new cluster forms; it is kept in the data directory.
+    pub cluster_id: String,
     /// The data directory (sled database).
     pub data_dir: PathBuf,
-    /// Every voter, this node included: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
+    /// Every voter, this node included, by cluster address (its `cluster_listen`):
+    /// `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
     pub peers: String,
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
@@ -67,6 +78,9 @@ impl Default for NodeConfig {
         NodeConfig {
             id: 0,
             listen: "127.0.0.1:9092".into(),
+            advertise: String::new(),
+            cluster_listen: String::new(),
+            cluster_id: String::new(),
             data_dir: PathBuf::from("./tidemark-data"),
             peers: String::new(),
             heartbeat_ms: timing.heartbeat_ms,
@@ -121,11 +135,32 @@ impl NodeConfig {
             .map_err(|_| invalid("listen", format!("{:?} is not HOST:PORT with an IP host", self.listen)))
     }
 
+    /// The client address this node publishes.
+    pub fn client_address(&self) -> &str {
+        if self.advertise.is_empty() {
+            &self.listen
+        } else {
+            &self.advertise
+        }
+    }
+
+    /// Where the cluster listener binds, if there is one.
+    pub fn cluster_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.cluster_listen.is_empty() {
+            return Ok(None);
+        }
+        let addr = self.cluster_listen.parse().map_err(|_| {
+            invalid("cluster_listen", format!("{:?} is not HOST:PORT with an IP host", self.cluster_listen))
+        })?;
+        Ok(Some(addr))
+    }
+
     pub fn peer_map(&self) -> Result<BTreeMap<NodeId, String>, ConfigError> {
         let mut peers = parse_peers(&self.peers)?;
         if peers.is_empty() {
             // A single node on its own: a cluster of one.
-            peers.insert(self.id, self.listen.clone());
+            let own = if self.cluster_listen.is_empty() { &self.listen } else { &self.cluster_listen };
+            peers.insert(self.id, own.clone());
         }
         Ok(peers)
     }
@@ -151,6 +186,37 @@ impl NodeConfig {
         let peers = self.peer_map()?;
         if !peers.contains_key(&self.id) {
             return Err(invalid("peers", format!("this node ({}) must be in the list of peers", self.id)));
+        }
+        let cluster = self.cluster_listen_addr()?;
+        if cluster.is_none() && peers.len() > 1 {
+            return Err(invalid(
+                "cluster_listen",
+                "set --cluster-listen HOST:PORT: where the other nodes reach this one for replication \
+                 (a port of its own, not --listen; --peers lists these addresses)",
+            ));
+        }
+        if cluster.is_some_and(|c| self.listen_addr().is_ok_and(|l| l == c)) {
+            return Err(invalid(
+                "cluster_listen",
+                "must differ from listen: clients never reach the internal transport",
+            ));
+        }
+        let unspecified = self.listen_addr().is_ok_and(|a| a.ip().is_unspecified());
+        if self.advertise.is_empty() && unspecified {
+            return Err(invalid(
+                "advertise",
+                format!("listen is {}, which clients cannot connect to: set --advertise HOST:PORT", self.listen),
+            ));
+        }
+        if !self.advertise.is_empty()
+            && self.advertise.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(invalid("advertise", format!("{:?} is not HOST:PORT", self.advertise)));
+        }
+        if !self.cluster_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || self.cluster_id.len() > 64
+        {
+            return Err(invalid("cluster_id", "use up to 64 letters, digits, '-' and '_'"));
         }
         if self.heartbeat_ms == 0 || self.election_timeout_min_ms < self.heartbeat_ms * 3 {
             return Err(invalid("election_timeout_min_ms", "must be at least three heartbeats"));
@@ -216,6 +282,30 @@ mod tests {
         assert!(c.validate().is_err());
         let c = NodeConfig { id: 1, election_timeout_max_ms: 10, ..Default::default() };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_cluster_needs_a_cluster_listener_of_its_own() {
+        let peers = "1=127.0.0.1:9192,2=127.0.0.1:9193".to_string();
+        let mut c = NodeConfig { id: 1, peers, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("--cluster-listen"));
+        c.cluster_listen = c.listen.clone();
+        assert!(c.validate().unwrap_err().to_string().contains("must differ from listen"));
+        c.cluster_listen = "127.0.0.1:9192".into();
+        c.validate().unwrap();
+        c.listen = "0.0.0.0:9092".into();
+        assert!(c.validate().unwrap_err().to_string().contains("--advertise"));
+        c.advertise = "node-1.example:9092".into();
+        c.validate().unwrap();
+        assert_eq!(c.client_address(), "node-1.example:9092");
+        c.advertise = "nope".into();
+        assert!(c.validate().unwrap_err().to_string().contains("not HOST:PORT"));
+        c.advertise = String::new();
+        c.listen = "127.0.0.1:9092".into();
+        c.cluster_id = "not/an id".into();
+        assert!(c.validate().unwrap_err().to_string().contains("cluster_id"));
+        // A single node forms a cluster of one and needs no cluster listener.
+        NodeConfig { id: 1, ..Default::default() }.validate().unwrap();
     }
 
     #[test]

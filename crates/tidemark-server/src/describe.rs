@@ -1,6 +1,6 @@
 //! Describing partitions: leader, offsets and in-sync replicas come from the local
 //! replica when this node leads the partition, otherwise from its leader, asked over the
-//! existing peer channel (only the leader knows which replicas keep up).
+//! leader's client listener (only the leader knows which replicas keep up).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,9 @@ type Remote = (u64, u64, Option<u64>, u64, Vec<u64>);
 #[derive(Clone)]
 pub struct Describer {
     pub broker: Arc<Broker>,
+    /// Channels to the other nodes' client listeners (the cluster listener serves only
+    /// the Raft transport).
+    pub clients: Arc<tidemark_raft::PeerPool>,
 }
 
 impl Describer {
@@ -56,7 +59,7 @@ impl Describer {
     async fn ask_remote(&self, t: &TopicMeta, p: u32, replicas: &[u64]) -> Option<Remote> {
         for &node in replicas.iter().filter(|id| **id != self.broker.node_id()) {
             let Some(addr) = self.broker.node_addr(node) else { continue };
-            let Ok(channel) = self.broker.peer_pool().channel(node, &addr) else { continue };
+            let Ok(channel) = self.clients.channel(node, &addr) else { continue };
             let req = ListOffsetsRequest { topic: t.name.to_string(), partition: p, spec: Some(Spec::Latest(true)) };
             let mut client = TidemarkClient::new(channel);
             if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(500), client.list_offsets(req)).await {

@@ -3,6 +3,7 @@
 
 pub mod admin_api;
 pub mod client_api;
+pub mod cluster;
 pub mod config;
 pub mod describe;
 pub mod groups_api;

@@ -1,30 +1,87 @@
-//! The internal `RaftTransport` service: a thin wrapper over the group registry. Its own
-//! refusals (a group not hosted here yet, a replica repairing) are `FailedPrecondition`,
-//! so that a peer can tell "reached, but not now" from "unreachable" (`Unavailable`).
+//! The internal `RaftTransport` service, served on the cluster listener only (never on
+//! the client one): a thin wrapper over the group registry.
+//!
+//! Every request must name this node's cluster and come from a member of it; anything
+//! else is `PermissionDenied`, so a node of another cluster, a stale node of a wiped
+//! one, or a client that found the port cannot touch a replica. Its own refusals of a
+//! well-formed request (a group not hosted here yet, a replica repairing, the node still
+//! starting) are `FailedPrecondition`, so that a peer can tell "reached, but not now"
+//! from "unreachable" (`Unavailable`).
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::{Stream, StreamExt};
 
+use tidemark_broker::Broker;
 use tidemark_proto::v1::raft_transport_server::RaftTransport;
-use tidemark_proto::v1::{RaftRequest, RaftResponse};
-use tidemark_raft::GroupRegistry;
+use tidemark_proto::v1::{HelloRequest, HelloResponse, RaftRequest, RaftResponse};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::cluster::Identity;
+
 pub struct RaftApi {
-    pub registry: Arc<GroupRegistry>,
+    pub identity: Arc<Identity>,
+    /// Set once the broker has started; until then only `Hello` is answered.
+    pub broker: Arc<OnceLock<Arc<Broker>>>,
 }
 
 type AnswerStream = Pin<Box<dyn Stream<Item = Result<RaftResponse, Status>> + Send>>;
+
+impl RaftApi {
+    /// The broker, if `req` may reach it.
+    fn admit(&self, req: &RaftRequest) -> Result<Arc<Broker>, Status> {
+        let Some(broker) = self.broker.get() else {
+            return Err(Status::failed_precondition(format!("node {} is still starting", self.identity.node)));
+        };
+        admit(broker, req)?;
+        Ok(broker.clone())
+    }
+}
+
+/// Checks the sender's cluster id and node id.
+fn admit(broker: &Broker, req: &RaftRequest) -> Result<(), Status> {
+    if req.cluster_id != broker.cluster_id() {
+        return Err(Status::permission_denied(format!(
+            "node {} belongs to cluster {:?}; this request is for cluster {:?} (a node of another cluster, \
+             or of a cluster that was wiped and formed again, cannot join this one)",
+            broker.node_id(),
+            broker.cluster_id(),
+            req.cluster_id
+        )));
+    }
+    if !broker.is_member(req.from) {
+        return Err(Status::permission_denied(format!(
+            "node {} is not a member of cluster {}",
+            req.from,
+            broker.cluster_id()
+        )));
+    }
+    Ok(())
+}
 
 #[tonic::async_trait]
 impl RaftTransport for RaftApi {
     type AppendStreamStream = AnswerStream;
 
     async fn append_stream(&self, request: Request<Streaming<RaftRequest>>) -> Result<Response<AnswerStream>, Status> {
-        let inbound = request.into_inner().map(|r| r.map_err(|s| format!("{}: {}", s.code(), s.message())));
-        let answers = tidemark_raft::pipeline::serve(self.registry.clone(), inbound).map(|r| match r {
+        let Some(broker) = self.broker.get().cloned() else {
+            return Err(Status::failed_precondition(format!("node {} is still starting", self.identity.node)));
+        };
+        // The first message decides the stream (refused: PermissionDenied, so the sender
+        // logs why); later ones are checked too, and the stream ends at one refused.
+        let mut inbound = request.into_inner();
+        let Some(first) = inbound.message().await? else {
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
+        };
+        admit(&broker, &first)?;
+        let checked = broker.clone();
+        let rest = inbound.map(move |r| match r {
+            Ok(req) => admit(&checked, &req).map(|()| req).map_err(|s| s.message().to_string()),
+            Err(s) => Err(format!("{}: {}", s.code(), s.message())),
+        });
+        let inbound = futures::stream::iter([Ok(first)]).chain(rest);
+        let answers = tidemark_raft::pipeline::serve(broker.registry(), inbound).map(|r| match r {
             Ok(payload) => Ok(RaftResponse { payload: payload.into() }),
             Err(message) => Err(Status::failed_precondition(message)),
         });
@@ -33,9 +90,18 @@ impl RaftTransport for RaftApi {
 
     async fn call(&self, request: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
         let req = request.into_inner();
-        match self.registry.handle(req.group, req.rpc, &req.payload).await {
+        let broker = self.admit(&req)?;
+        match broker.registry().handle(req.group, req.rpc, &req.payload).await {
             Ok(payload) => Ok(Response::new(RaftResponse { payload: payload.into() })),
             Err(message) => Err(Status::failed_precondition(message)),
         }
+    }
+
+    async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+        Ok(Response::new(HelloResponse {
+            node: self.identity.node,
+            cluster_id: self.identity.cluster_id().to_string(),
+            client_address: self.identity.client_address.clone(),
+        }))
     }
 }

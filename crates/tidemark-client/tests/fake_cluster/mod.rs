@@ -295,8 +295,12 @@ impl Tidemark for FakeNode {
 
     async fn metadata(&self, _: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {
         let st = self.shared.state.lock().unwrap();
-        let nodes =
-            self.shared.addrs.iter().map(|(id, a)| NodeInfo { id: *id, address: a.clone(), alive: true }).collect();
+        let nodes = self
+            .shared
+            .addrs
+            .iter()
+            .map(|(id, a)| NodeInfo { id: *id, address: a.clone(), alive: true, ..Default::default() })
+            .collect();
         let topics = st.topics.iter().map(|(n, p)| self.shared.describe(n, p)).collect();
         Ok(Response::new(MetadataResponse { nodes, topics, metadata_leader: st.metadata_leader }))
     }
@@ -366,8 +370,12 @@ impl Admin for FakeNode {
         _: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let st = self.shared.state.lock().unwrap();
-        let nodes =
-            self.shared.addrs.iter().map(|(id, a)| NodeInfo { id: *id, address: a.clone(), alive: true }).collect();
+        let nodes = self
+            .shared
+            .addrs
+            .iter()
+            .map(|(id, a)| NodeInfo { id: *id, address: a.clone(), alive: true, ..Default::default() })
+            .collect();
         Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: st.metadata_leader }))
     }
 

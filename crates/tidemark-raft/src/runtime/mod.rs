@@ -48,6 +48,7 @@ pub use mpsc::TidemarkMpscWeakSender;
 pub use mutex::TidemarkMutex;
 pub use oneshot::TidemarkOneshot;
 pub use oneshot::TidemarkOneshotSender;
+pub use rng::random_hex;
 pub use rng::MadsimRng;
 pub use timeout::Elapsed;
 pub use timeout::Timeout;

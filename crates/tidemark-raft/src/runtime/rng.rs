@@ -42,3 +42,11 @@ impl rand::TryRng for MadsimRng {
         Ok(())
     }
 }
+
+/// `bytes` random bytes as lowercase hex, from the same generator (so a simulated run
+/// draws the same values for the same seed). For identifiers such as a cluster id.
+pub fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    madsim::rand::thread_rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
