@@ -312,17 +312,20 @@ impl SegmentLog {
         }
         active.len += bytes.len() as u64;
         let segment = active.id;
+        let len = active.len;
+        // Outside the index lock: readers (fetches) need it.
+        let sketch = active.skeleton.add(pos, &bytes[HEADER_LEN..])?;
         {
             let mut index = self.write_index();
             if let Some(seg) = index.segments.get_mut(&segment) {
-                seg.size = active.len;
+                seg.size = len;
             }
-            index.apply(segment, pos, &bytes[HEADER_LEN..]).map_err(|m| StorageError::Internal {
+            index.apply(segment, pos, sketch).map_err(|m| StorageError::Internal {
                 op: "write",
                 message: format!("frame just built is unreadable: {m}"),
             })?;
         }
-        active.skeleton.add(pos, &bytes[HEADER_LEN..])
+        Ok(())
     }
 
     /// Closes the active segment (synced first, so only the newest segment can ever end

@@ -152,11 +152,10 @@ fn replay(index: &mut Index, id: u64, path: &Path, skeleton: &mut Skeleton) -> R
         if crc32c::crc32c(&payload) != crc {
             break Some("a CRC mismatch");
         }
-        index.apply(id, pos, &payload).map_err(|m| StorageError::Corrupt {
-            op: "open",
-            message: format!("{} at byte {pos}: {m}", path.display()),
-        })?;
-        skeleton.add(pos, &payload)?;
+        let corrupt =
+            |m: &str| StorageError::Corrupt { op: "open", message: format!("{} at byte {pos}: {m}", path.display()) };
+        let sketch = skeleton.add(pos, &payload).map_err(|e| corrupt(&e.to_string()))?;
+        index.apply(id, pos, sketch).map_err(corrupt)?;
         pos += (HEADER_LEN + len) as u64;
     };
     Ok(Scan { id, valid: pos, file_len, bad })

@@ -37,8 +37,10 @@ pub(super) struct Skeleton {
 }
 
 impl Skeleton {
-    /// Adds the skeleton of the frame at `frame_pos` whose payload (checked) is `payload`.
-    pub(super) fn add(&mut self, frame_pos: u64, payload: &[u8]) -> Result<()> {
+    /// Adds the skeleton of the frame at `frame_pos` whose payload (checked) is `payload`,
+    /// and returns the skeleton's payload: what the index applies, so each value's CRC is
+    /// computed once, here.
+    pub(super) fn add(&mut self, frame_pos: u64, payload: &[u8]) -> Result<&[u8]> {
         let ops = frame::decode_ops(payload).map_err(|m| crate::StorageError::Internal {
             op: "index",
             message: format!("a frame being indexed is unreadable: {m}"),
@@ -57,8 +59,9 @@ impl Skeleton {
                 Op::PutRef { key, pos, len, crc } => out.put_ref(key, pos, len, crc)?,
             }
         }
+        let start = self.frames.len() + HEADER_LEN;
         self.frames.extend_from_slice(&out.finish()?);
-        Ok(())
+        Ok(&self.frames[start..])
     }
 
     /// Writes the index file of segment `id`, sealed at `len` bytes, and starts over.
