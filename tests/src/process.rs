@@ -28,6 +28,8 @@ pub struct ProcessCluster {
     peers: String,
     /// Extra `serve` flags every node gets.
     extra: Vec<String>,
+    /// How many nodes formed the cluster; later ones joined it (`serve --join`).
+    founders: usize,
 }
 
 impl ProcessCluster {
@@ -41,7 +43,7 @@ impl ProcessCluster {
         let (addrs, cluster_addrs, peers) = crate::local_addresses(n);
         let extra = extra.iter().map(|s| s.to_string()).collect();
         let dir = tempfile::tempdir()?;
-        let mut c = ProcessCluster { dir, addrs, cluster_addrs, children: Vec::new(), peers, extra };
+        let mut c = ProcessCluster { dir, addrs, cluster_addrs, children: Vec::new(), peers, extra, founders: n };
         for i in 0..n {
             let child = c.spawn(i)?;
             c.children.push(Some(child));
@@ -51,9 +53,12 @@ impl ProcessCluster {
 
     fn spawn(&self, i: usize) -> anyhow::Result<Child> {
         let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", i + 1)))?;
+        let joins = ["--join", self.cluster_addrs[0].as_str()];
+        let forms = ["--peers", self.peers.as_str()];
         let child = Command::new(tidemark_binary())
             .args(["serve", "--id", &(i + 1).to_string(), "--listen", &self.addrs[i]])
-            .args(["--cluster-listen", &self.cluster_addrs[i], "--peers", &self.peers])
+            .args(["--cluster-listen", &self.cluster_addrs[i]])
+            .args(if i < self.founders { forms } else { joins })
             .arg("--data-dir")
             .arg(self.data_dir(i))
             .args(&self.extra)
@@ -62,6 +67,18 @@ impl ProcessCluster {
             .stderr(log)
             .spawn()?;
         Ok(child)
+    }
+
+    /// Starts one more node, joining the cluster through node 1 (`serve --join`); returns
+    /// its index. It waits, serving nothing, until `add_node` adds it.
+    pub fn spawn_joiner(&mut self) -> anyhow::Result<usize> {
+        let i = self.children.len();
+        let (client, cluster, _) = crate::local_addresses(1);
+        self.addrs.push(client[0].clone());
+        self.cluster_addrs.push(cluster[0].clone());
+        let child = self.spawn(i)?;
+        self.children.push(Some(child));
+        Ok(i)
     }
 
     /// Node `i`'s data directory (0-based).

@@ -15,6 +15,8 @@ pub struct NodeStatus {
     /// Where other nodes reach it (its Raft transport).
     pub cluster_address: String,
     pub alive: bool,
+    /// Votes in the metadata group (else a learner).
+    pub voter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +113,7 @@ impl Broker {
     /// Every member with both its addresses; `alive` says which are alive.
     pub fn node_statuses(&self, alive: impl Fn(NodeId) -> bool) -> Vec<NodeStatus> {
         let client = self.meta.read().client_addrs.clone();
+        let (voters, _) = self.meta_membership();
         self.cluster_members()
             .into_iter()
             .map(|(id, cluster_address)| NodeStatus {
@@ -118,6 +121,7 @@ impl Broker {
                 address: client.get(&id).cloned().unwrap_or_default(),
                 cluster_address,
                 alive: alive(id),
+                voter: voters.contains(&id),
             })
             .collect()
     }

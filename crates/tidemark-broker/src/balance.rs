@@ -37,6 +37,10 @@ impl Broker {
         let mut handed = 0;
         for topic in self.topics() {
             for (partition, replicas) in topic.replicas.iter().enumerate() {
+                // A moving partition's leadership is the move's business.
+                if topic.moves.contains_key(&(partition as u32)) {
+                    continue;
+                }
                 let Some(&preferred) = replicas.first().filter(|p| **p != me) else { continue };
                 let Some(replica) = self.local_replica(topic.group(partition as u32)) else { continue };
                 let ready = {

@@ -37,6 +37,9 @@ pub struct BrokerConfig {
     pub cluster_id: String,
     /// Where this node serves clients; published through the metadata group.
     pub client_address: String,
+    /// Started to join an existing cluster (`serve --join`): never forms one; waits to be
+    /// added (`Broker::add_node` on the metadata leader).
+    pub join: bool,
     pub timing: RaftTiming,
     pub limits: BatchLimits,
     /// How long a partition remembers an idle idempotent producer. After that its next
@@ -126,6 +129,7 @@ impl Broker {
         tokio::spawn(crate::retention::run(Arc::downgrade(&broker), broker.cfg.retention_check));
         tokio::spawn(crate::health::watch(Arc::downgrade(&broker)));
         tokio::spawn(crate::directory::run(Arc::downgrade(&broker)));
+        tokio::spawn(crate::moves::run(Arc::downgrade(&broker)));
         if broker.cfg.leader_balance {
             tokio::spawn(crate::balance::run(Arc::downgrade(&broker)));
         }
@@ -142,6 +146,10 @@ impl Broker {
         // A node repairing after disk damage has lost its copy of the membership, but the
         // cluster exists: its peers will send it back.
         if initialized || self.ctx.repairs.is_repairing(METADATA_GROUP) {
+            return Ok(());
+        }
+        if self.cfg.join {
+            tracing::info!("waiting to be added to the cluster: tidemark cluster add-node --id N --address HOST:PORT");
             return Ok(());
         }
         let members: BTreeMap<NodeId, BasicNode> =
@@ -235,9 +243,16 @@ impl Broker {
     /// Whether `node` may send this node internal requests: a member of the cluster, or
     /// one of the configured peers (before the membership is known).
     /// Checked on every internal request, so it looks the node up without copying.
+    /// A node not yet in any membership (joining) takes requests from any node of its
+    /// cluster: it cannot know the members before they have added it.
     pub fn is_member(&self, node: NodeId) -> bool {
-        self.cfg.peers.contains_key(&node)
-            || self.meta_raft.metrics().borrow_watched().membership_config.membership().get_node(&node).is_some()
+        if self.cfg.peers.contains_key(&node) {
+            return true;
+        }
+        let metrics = self.meta_raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        membership.get_node(&node).is_some() || membership.nodes().next().is_none()
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -340,7 +355,9 @@ impl Broker {
                 let count = meta.partition_count();
                 return Err(BrokerError::UnknownPartition { topic: topic.into(), partition, count });
             };
-            (meta.group(partition), replicas.first().copied(), replicas.contains(&self.cfg.node_id))
+            let hosted_here = replicas.contains(&self.cfg.node_id)
+                || meta.moves.get(&partition).is_some_and(|to| to.contains(&self.cfg.node_id));
+            (meta.group(partition), replicas.first().copied(), hosted_here)
         };
         if let Some(r) = self.local_replica(group) {
             return Ok(r);

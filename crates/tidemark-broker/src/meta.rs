@@ -38,6 +38,9 @@ pub struct TopicMeta {
     pub replicas: Vec<Vec<NodeId>>,
     pub replication_factor: u32,
     pub config: TopicConfig,
+    /// Partitions moving to other replicas: partition -> the replicas it moves to (see
+    /// `moves.rs`). Until the move completes, both old and new replicas host the group.
+    pub moves: BTreeMap<PartitionId, Vec<NodeId>>,
 }
 
 impl TopicMeta {
@@ -47,6 +50,17 @@ impl TopicMeta {
 
     pub fn partition_count(&self) -> u32 {
         self.replicas.len() as u32
+    }
+
+    /// Every node that hosts `partition` now: its replicas, and those it is moving to.
+    pub fn hosts(&self, partition: PartitionId) -> Vec<NodeId> {
+        let mut all = self.replicas.get(partition as usize).cloned().unwrap_or_default();
+        for n in self.moves.get(&partition).into_iter().flatten() {
+            if !all.contains(n) {
+                all.push(*n);
+            }
+        }
+        all
     }
 }
 
@@ -90,6 +104,20 @@ pub enum MetaCommand {
     AlterTopic {
         name: String,
         config: TopicConfig,
+    },
+    /// Starts moving a partition to `replicas` (or cancels the move, when they are the
+    /// current replicas).
+    Reassign {
+        topic: String,
+        partition: PartitionId,
+        replicas: Vec<NodeId>,
+    },
+    /// The partition's group now has exactly `replicas` as voters: they become its
+    /// replicas. Ignored unless that is the move in progress.
+    CompleteMove {
+        topic: String,
+        partition: PartitionId,
+        replicas: Vec<NodeId>,
     },
     /// Records the address where `node` serves clients.
     PublishAddress {
@@ -207,7 +235,8 @@ impl MetaLogic {
                 let id = state.next_topic_id;
                 state.next_topic_id += 1;
                 let replication_factor = replicas.first().map_or(0, |r| r.len() as u32);
-                let topic = TopicMeta { id, name: name.clone(), replicas, replication_factor, config };
+                let moves = BTreeMap::new();
+                let topic = TopicMeta { id, name: name.clone(), replicas, replication_factor, config, moves };
                 state.topics.insert(name.as_str().to_string(), topic.clone());
                 state.rebalance_groups();
                 MetaResponse::Created(topic)
@@ -227,6 +256,25 @@ impl MetaLogic {
                 }
                 None => return MetaResponse::Missing,
             },
+            MetaCommand::Reassign { topic, partition, replicas } => {
+                let Some(t) = state.topics.get_mut(&topic) else { return MetaResponse::Missing };
+                let Some(current) = t.replicas.get(partition as usize) else { return MetaResponse::Missing };
+                if *current == replicas {
+                    t.moves.remove(&partition);
+                } else {
+                    t.moves.insert(partition, replicas);
+                }
+                MetaResponse::Altered(t.clone())
+            }
+            MetaCommand::CompleteMove { topic, partition, replicas } => {
+                let Some(t) = state.topics.get_mut(&topic) else { return MetaResponse::Missing };
+                if t.moves.get(&partition) != Some(&replicas) {
+                    return MetaResponse::Missing;
+                }
+                t.moves.remove(&partition);
+                t.replicas[partition as usize] = replicas;
+                MetaResponse::Altered(t.clone())
+            }
             MetaCommand::PublishAddress { node, address } => {
                 state.client_addrs.insert(node, address);
                 MetaResponse::Published

@@ -35,6 +35,8 @@ struct Wanted {
     topic: String,
     partition: u32,
     replicas: Vec<NodeId>,
+    /// Whether this node is one of the replicas the group was formed with.
+    form: bool,
 }
 
 impl Broker {
@@ -43,9 +45,12 @@ impl Broker {
         let mut wanted: HashMap<GroupId, Wanted> = HashMap::new();
         for t in self.topics() {
             for (p, replicas) in t.replicas.iter().enumerate() {
-                if replicas.contains(&me) {
-                    let w = Wanted { topic: t.name.to_string(), partition: p as u32, replicas: replicas.clone() };
-                    wanted.insert(t.group(p as u32), w);
+                let p = p as u32;
+                if t.hosts(p).contains(&me) {
+                    // A replica a move adds joins the running group; it never forms one.
+                    let form = replicas.contains(&me);
+                    let w = Wanted { topic: t.name.to_string(), partition: p, replicas: replicas.clone(), form };
+                    wanted.insert(t.group(p), w);
                 }
             }
         }
@@ -70,7 +75,9 @@ impl Broker {
             w.replicas.iter().map(|id| (*id, BasicNode { addr: self.cluster_addr(*id).unwrap_or_default() })).collect();
         let preferred = w.replicas.first() == Some(&self.node_id());
         let delay = if preferred { Duration::ZERO } else { Duration::from_millis(self.cfg.timing.election_max_ms * 3) };
-        tokio::spawn(crate::broker::initialize_later(raft.clone(), members, delay));
+        if w.form {
+            tokio::spawn(crate::broker::initialize_later(raft.clone(), members, delay));
+        }
         let replica = Replica { group, raft, shared, read_term: 0.into(), produce_order: Default::default() };
         self.replicas.write().unwrap_or_else(|e| e.into_inner()).insert(group, Arc::new(replica));
         tracing::info!(group, topic = %w.topic, partition = w.partition, "partition replica started");

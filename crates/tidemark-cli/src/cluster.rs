@@ -13,11 +13,22 @@ pub enum ClusterCommand {
     #[command(after_help = "Examples:\n  \
         tidemark cluster status\n  \
         tidemark cluster status --bootstrap 10.0.0.1:9092 --format json\n\n\
-        JSON: {\"nodes\":[{\"id\":1,\"address\":\"..\",\"cluster_address\":\"..\",\"alive\":true,\"leaders\":2}],\"metadata_leader\":1,\
+        JSON: {\"nodes\":[{\"id\":1,\"address\":\"..\",\"cluster_address\":\"..\",\"alive\":true,\"voter\":true,\"leaders\":2}],\"metadata_leader\":1,\
         \"partitions\":{\"total\":6,\"leaderless\":0,\"under_replicated\":0}}\n\
         A metadata_leader of 0 means the cluster is electing one right now. Under-replicated:\n\
         some replica is down or behind (see `tidemark topic describe` for which).")]
     Status(StatusArgs),
+    /// Add a node started with `tidemark serve --join`: it catches up with the metadata as
+    /// a learner, then votes while the cluster has fewer than 3 (or, from five nodes, 5)
+    /// voters. Returns once it is a member.
+    #[command(after_help = "Example (a fourth node on this host):\n  \
+        tidemark serve --id 4 --listen 127.0.0.1:9095 --cluster-listen 127.0.0.1:9195 \\\n      \
+        --data-dir data/4 --join 127.0.0.1:9192\n  \
+        tidemark cluster add-node --id 4 --address 127.0.0.1:9195\n\n\
+        --address is the new node's cluster address (its --cluster-listen). New topics are\n\
+        placed on it at once; move existing partitions with `tidemark topic reassign`.\n\
+        JSON: {\"id\":4,\"address\":\"..\",\"role\":\"voter\"|\"learner\"}")]
+    AddNode(crate::reassign::AddNodeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +42,7 @@ pub struct StatusArgs {
 pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     match cmd {
         ClusterCommand::Status(a) => status(a).await,
+        ClusterCommand::AddNode(a) => crate::reassign::add_node(a).await,
     }
 }
 
@@ -80,7 +92,11 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
                 .nodes
                 .iter()
                 .map(|n| {
-                    let role = if status.metadata_leader == Some(n.id) { "metadata leader" } else { "" };
+                    let role = match (status.metadata_leader == Some(n.id), n.voter) {
+                        (true, _) => "metadata leader",
+                        (false, true) => "voter",
+                        (false, false) => "learner",
+                    };
                     let alive = if n.alive { "yes" } else { "NO" };
                     let leads = health.leaders.get(&n.id).copied().unwrap_or(0).to_string();
                     let address = if n.address.is_empty() { "(not yet known)" } else { n.address.as_str() };
@@ -121,6 +137,8 @@ struct NodeJson<'a> {
     /// Between nodes.
     cluster_address: &'a str,
     alive: bool,
+    /// Votes on metadata (else a learner).
+    voter: bool,
     /// Partitions this node leads.
     leaders: usize,
 }
@@ -136,6 +154,7 @@ impl<'a> From<&'a ClusterStatus> for StatusJson<'a> {
                     address: &n.address,
                     cluster_address: &n.cluster_address,
                     alive: n.alive,
+                    voter: n.voter,
                     leaders: 0,
                 })
                 .collect(),
@@ -158,6 +177,7 @@ mod tests {
                 address: "127.0.0.1:9092".into(),
                 alive: true,
                 cluster_address: "127.0.0.1:9192".into(),
+                voter: true,
             }],
             metadata_leader: Some(1),
         };
@@ -167,7 +187,7 @@ mod tests {
         json.partitions = Some(&health);
         assert_eq!(
             serde_json::to_string(&json).unwrap(),
-            r#"{"nodes":[{"id":1,"address":"127.0.0.1:9092","cluster_address":"127.0.0.1:9192","alive":true,"leaders":2}],"metadata_leader":1,"partitions":{"total":3,"leaderless":1,"under_replicated":1}}"#
+            r#"{"nodes":[{"id":1,"address":"127.0.0.1:9092","cluster_address":"127.0.0.1:9192","alive":true,"voter":true,"leaders":2}],"metadata_leader":1,"partitions":{"total":3,"leaderless":1,"under_replicated":1}}"#
         );
     }
 }

@@ -14,6 +14,7 @@ mod consume_group;
 mod dev;
 mod group;
 mod produce;
+mod reassign;
 mod serve;
 mod topic;
 

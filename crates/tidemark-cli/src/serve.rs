@@ -15,6 +15,10 @@ use tidemark_server::{Node, NodeConfig};
       --data-dir /var/lib/tidemark/1 --peers 1=127.0.0.1:9192,2=127.0.0.1:9193,3=127.0.0.1:9194
   tidemark serve --id 2 --listen 127.0.0.1:9093 --cluster-listen 127.0.0.1:9193 \\
       --data-dir /var/lib/tidemark/2 --peers ...
+  # A fourth node joining that cluster, then added from any host:
+  tidemark serve --id 4 --listen 127.0.0.1:9095 --cluster-listen 127.0.0.1:9195 \\
+      --data-dir /var/lib/tidemark/4 --join 127.0.0.1:9192
+  tidemark cluster add-node --id 4 --address 127.0.0.1:9195
   # From a file, with settings overridden by the environment (listening on every
   # interface, clients are told the name they can reach):
   TIDEMARK_LISTEN=0.0.0.0:9092 TIDEMARK_ADVERTISE=node1.example:9092 tidemark serve --config node.toml
@@ -37,6 +41,11 @@ pub struct ServeArgs {
     /// clients), HOST:PORT. Required with --peers.
     #[arg(long, env = "TIDEMARK_CLUSTER_LISTEN")]
     pub cluster_listen: Option<String>,
+    /// Join a running cluster through the member whose cluster address this is: the node
+    /// learns the cluster's id from it and waits, serving nothing, until
+    /// `tidemark cluster add-node --id N --address CLUSTER_LISTEN` adds it. Not with --peers.
+    #[arg(long, env = "TIDEMARK_JOIN")]
+    pub join: Option<String>,
     /// The cluster's id. Default: learned from the peers, or drawn when a new cluster
     /// forms; kept in the data dir. Set the same value on every node to form a new cluster
     /// without waiting for all of them; a node whose data belongs to another cluster then
@@ -119,6 +128,9 @@ impl ServeArgs {
         }
         if let Some(addr) = &self.cluster_listen {
             c.cluster_listen = addr.clone();
+        }
+        if let Some(member) = &self.join {
+            c.join = member.clone();
         }
         if let Some(id) = &self.cluster_id {
             c.cluster_id = id.clone();

@@ -27,7 +27,7 @@ pub enum TopicCommand {
         tidemark topic describe orders --format json\n\n\
         JSON: {\"name\":..,\"partitions\":[{\"partition\":0,\"leader\":1,\"replicas\":[1,2,3],\
         \"log_start_offset\":0,\"log_end_offset\":N,\"retained_bytes\":B,\"in_sync_replicas\":[1,2,3],\
-        \"under_replicated\":false}],\"record_ttl_ms\":0,\"replication_factor\":3,\"retention_ms\":0,\
+        \"under_replicated\":false,\"moving_to\":[]}],\"record_ttl_ms\":0,\"replication_factor\":3,\"retention_ms\":0,\
         \"retention_bytes\":0}\n\
         A leader of 0 means the partition is electing one right now. IN SYNC lists the replicas\n\
         caught up with the leader; fewer than REPLICAS means the partition is under-replicated\n\
@@ -45,6 +45,17 @@ pub enum TopicCommand {
     /// Delete a topic and all its records.
     #[command(after_help = "Example:\n  tidemark topic delete orders")]
     Delete(DeleteArgs),
+    /// Move one partition to other nodes (as many as it has now), while it serves.
+    #[command(after_help = "Examples:\n  \
+        tidemark topic reassign orders --partition 0 --replicas 1,2,4 --wait\n  \
+        tidemark topic reassign orders --partition 0 --replicas 1,2,3   # cancel, if not swapped yet\n\n\
+        New replicas join the partition's Raft group as learners and copy its data while it\n\
+        goes on serving; once they have caught up, one joint membership change swaps them in,\n\
+        and the replicas that left delete their copy. Every replica must be a member of the\n\
+        cluster (tidemark cluster add-node). Without --wait the command returns at once;\n\
+        `topic describe` shows REPLICAS as OLD -> NEW until the move completes.\n\n\
+        JSON: {\"topic\":..,\"partition\":0,\"replicas\":[1,2,4],\"moving_to\":[],\"leader\":1}")]
+    Reassign(crate::reassign::ReassignArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +138,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::Describe(a) => describe(a).await,
         TopicCommand::Alter(a) => alter(a).await,
         TopicCommand::Delete(a) => delete(a).await,
+        TopicCommand::Reassign(a) => crate::reassign::reassign(a).await,
     }
 }
 
@@ -258,7 +270,10 @@ fn print_partitions(d: &TopicDescription) -> anyhow::Result<()> {
             vec![
                 p.partition.to_string(),
                 p.leader.map_or("(electing)".to_string(), |l| l.to_string()),
-                id_list(&p.replicas),
+                match p.moving_to.is_empty() {
+                    true => id_list(&p.replicas),
+                    false => format!("{} -> {}", id_list(&p.replicas), id_list(&p.moving_to)),
+                },
                 if p.in_sync_replicas.is_empty() { "-".to_string() } else { id_list(&p.in_sync_replicas) },
                 p.log_start_offset.to_string(),
                 p.log_end_offset.to_string(),
@@ -301,6 +316,8 @@ struct PartitionJson<'a> {
     /// Replicas caught up with the leader (empty when unknown).
     in_sync_replicas: &'a [u64],
     under_replicated: bool,
+    /// Where a move in progress goes (empty: not moving).
+    moving_to: &'a [u64],
 }
 
 impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
@@ -317,6 +334,7 @@ impl<'a> From<&'a TopicDescription> for DescribeJson<'a> {
                 retained_bytes: p.retained_bytes,
                 in_sync_replicas: &p.in_sync_replicas,
                 under_replicated: p.under_replicated(),
+                moving_to: &p.moving_to,
             })
             .collect();
         DescribeJson {
@@ -347,6 +365,7 @@ mod tests {
                 log_end_offset: 42,
                 retained_bytes: 4096,
                 in_sync_replicas: vec![1, 3],
+                moving_to: vec![],
             }],
             replication_factor: 3,
             retention_ms: 0,
@@ -356,7 +375,7 @@ mod tests {
         let json = serde_json::to_string(&DescribeJson::from(&d)).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42,"retained_bytes":4096,"in_sync_replicas":[1,3],"under_replicated":true}],"record_ttl_ms":60000,"replication_factor":3,"retention_ms":0,"retention_bytes":0}"#
+            r#"{"name":"orders","partitions":[{"partition":0,"leader":1,"replicas":[1,2,3],"log_start_offset":0,"log_end_offset":42,"retained_bytes":4096,"in_sync_replicas":[1,3],"under_replicated":true,"moving_to":[]}],"record_ttl_ms":60000,"replication_factor":3,"retention_ms":0,"retention_bytes":0}"#
         );
     }
 }

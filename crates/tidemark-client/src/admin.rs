@@ -64,6 +64,9 @@ pub struct PartitionDescription {
     /// Replicas caught up with the leader, the leader included, as the leader sees them
     /// (empty when the leader could not be asked). Fewer than `replicas`: under-replicated.
     pub in_sync_replicas: Vec<NodeId>,
+    /// The replicas a move in progress goes to (empty: not moving). See
+    /// [`Admin::reassign_partition`].
+    pub moving_to: Vec<NodeId>,
 }
 
 impl PartitionDescription {
@@ -87,6 +90,8 @@ pub struct NodeStatus {
     pub alive: bool,
     /// Where the other nodes reach it for replication.
     pub cluster_address: String,
+    /// Votes in the metadata group (else a learner: it hosts replicas, does not vote).
+    pub voter: bool,
 }
 
 /// Creates, lists, describes and deletes topics; reports the cluster's state.
@@ -212,10 +217,52 @@ impl Admin {
         let mut nodes: Vec<NodeStatus> = resp
             .nodes
             .into_iter()
-            .map(|n| NodeStatus { id: n.id, address: n.address, alive: n.alive, cluster_address: n.cluster_address })
+            .map(|n| NodeStatus {
+                id: n.id,
+                address: n.address,
+                alive: n.alive,
+                cluster_address: n.cluster_address,
+                voter: n.voter,
+            })
             .collect();
         nodes.sort_by_key(|n| n.id);
         Ok(ClusterStatus { nodes, metadata_leader: (resp.metadata_leader != 0).then_some(resp.metadata_leader) })
+    }
+
+    /// Adds node `id`, started with `tidemark serve --join`, whose cluster listener is at
+    /// `cluster_address`. Returns once it is a member, with whether it votes on metadata
+    /// (the cluster keeps 3, or from five nodes 5, voters; others are learners). Adding
+    /// a member again is a no-op.
+    pub async fn add_node(&self, id: NodeId, cluster_address: &str) -> Result<bool> {
+        let req = v1::AddNodeRequest { id, address: cluster_address.to_string() };
+        let resp = self
+            .call(&format!("add node {id}"), |mut c| {
+                let req = req.clone();
+                async move { c.add_node(req).await }
+            })
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(resp.voter)
+    }
+
+    /// Starts moving `topic`/`partition` to `replicas` (as many as it has; the first is
+    /// the preferred leader). Returns at once; the partition's `moving_to` shows the move
+    /// until it completes. The current replicas cancel a move that has not swapped yet.
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        replicas: &[NodeId],
+    ) -> Result<TopicDescription> {
+        check_name(topic)?;
+        let req = v1::ReassignPartitionRequest { topic: topic.to_string(), partition, replicas: replicas.to_vec() };
+        let resp = self
+            .call(&format!("reassign {topic}/{partition}"), |mut c| {
+                let req = req.clone();
+                async move { c.reassign_partition(req).await }
+            })
+            .await;
+        Ok(description(resp.map_err(|(e, _)| e)?))
     }
 
     /// Registers an idempotent producer with the metadata group: (producer id, epoch).
@@ -348,6 +395,7 @@ fn description(d: v1::TopicDescription) -> TopicDescription {
             log_end_offset: p.log_end_offset,
             retained_bytes: p.retained_bytes,
             in_sync_replicas: p.in_sync_replicas,
+            moving_to: p.moving_to,
         })
         .collect();
     partitions.sort_by_key(|p| p.partition);

@@ -24,5 +24,6 @@ pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
 pub use repair::Repairs;
 pub use state_machine::{GroupStateMachine, StateMachineLogic};
+pub use tidemark_proto::v1::RaftRpc;
 pub use transport::GroupRegistry;
 pub use types::{Command, CommandResponse, Raft, TypeConfig};

@@ -70,6 +70,27 @@ impl PeerPool {
         }
     }
 
+    /// Sends one request to `node` at (cluster) address `addr` and returns the answer's
+    /// payload, within `ttl`.
+    pub async fn call(
+        &self,
+        node: NodeId,
+        addr: &str,
+        group: GroupId,
+        rpc: RaftRpc,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let channel = self.channel(node, addr)?;
+        let request = self.request(group, rpc, payload);
+        let outcome = tokio::time::timeout(ttl, RaftTransportClient::new(channel).call(request)).await;
+        match outcome {
+            Ok(Ok(reply)) => Ok(reply.into_inner().payload.to_vec()),
+            Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+            Err(_) => Err(format!("no answer within {ttl:?}")),
+        }
+    }
+
     /// Asks `node` at (cluster) address `addr` who it is, within `ttl`.
     pub async fn hello(&self, node: NodeId, addr: &str, ttl: Duration) -> Result<HelloResponse, String> {
         let channel = self.channel(node, addr)?;

@@ -80,9 +80,30 @@ impl Admin for AdminApi {
         let nodes = view
             .nodes
             .into_iter()
-            .map(|n| NodeInfo { id: n.id, address: n.address, alive: n.alive, cluster_address: n.cluster_address })
+            .map(|n| NodeInfo {
+                id: n.id,
+                address: n.address,
+                alive: n.alive,
+                cluster_address: n.cluster_address,
+                voter: n.voter,
+            })
             .collect();
         Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: view.metadata_leader.unwrap_or(0) }))
+    }
+
+    async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        let req = request.into_inner();
+        let voter = self.broker.add_node(req.id, &req.address).await.map_err(to_status)?;
+        Ok(Response::new(AddNodeResponse { voter }))
+    }
+
+    async fn reassign_partition(
+        &self,
+        request: Request<ReassignPartitionRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let req = request.into_inner();
+        let t = self.broker.reassign(&req.topic, req.partition, req.replicas).await.map_err(to_status)?;
+        Ok(Response::new(self.describer.describe(&t).await))
     }
 
     async fn init_producer(

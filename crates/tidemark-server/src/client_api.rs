@@ -139,7 +139,13 @@ impl Tidemark for ClientApi {
         let nodes = statuses
             .into_iter()
             .filter(|n| !n.address.is_empty())
-            .map(|n| NodeInfo { id: n.id, address: n.address, alive: n.alive, cluster_address: n.cluster_address })
+            .map(|n| NodeInfo {
+                id: n.id,
+                address: n.address,
+                alive: n.alive,
+                cluster_address: n.cluster_address,
+                voter: n.voter,
+            })
             .collect();
         Ok(Response::new(MetadataResponse { nodes, topics, metadata_leader: leader.unwrap_or(0) }))
     }

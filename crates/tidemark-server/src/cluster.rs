@@ -22,6 +22,7 @@ use tidemark_storage::SharedEngine;
 use tidemark_types::NodeId;
 
 use crate::node::NodeError;
+use crate::NodeConfig;
 
 /// Where the id lives in the engine: a tree of its own, which neither a group's repair
 /// nor any purge touches.
@@ -59,10 +60,11 @@ fn storage(e: tidemark_storage::StorageError) -> NodeError {
 /// log, while a new cluster is still missing nodes.
 pub async fn establish(
     engine: &SharedEngine,
-    configured: &str,
+    config: &NodeConfig,
     identity: &Identity,
     peers: &BTreeMap<NodeId, String>,
 ) -> Result<String, NodeError> {
+    let configured = config.cluster_id.as_str();
     let stored = engine.get(TREE, KEY).map_err(storage)?.map(|v| String::from_utf8_lossy(&v).into_owned());
     let id = match stored {
         Some(stored) if !configured.is_empty() && stored != configured => {
@@ -75,10 +77,13 @@ pub async fn establish(
         None => {
             let id = if !configured.is_empty() {
                 configured.to_string()
+            } else if !config.join.is_empty() {
+                let member = BTreeMap::from([(0, config.join.clone())]);
+                discover(identity.node, &member, false).await
             } else if peers.len() <= 1 {
                 tidemark_raft::runtime::random_hex(16)
             } else {
-                discover(identity.node, peers).await
+                discover(identity.node, peers, true).await
             };
             engine.put(TREE, KEY, id.as_bytes()).map_err(storage)?;
             let flushed = engine.clone();
@@ -91,11 +96,11 @@ pub async fn establish(
     Ok(id)
 }
 
-/// Asks the peers until one has an id, or until all said they have none and this node
-/// is the one to draw it.
-async fn discover(me: NodeId, peers: &BTreeMap<NodeId, String>) -> String {
+/// Asks the peers until one has an id, or, when `may_draw`, until all said they have
+/// none and this node is the one to draw it.
+async fn discover(me: NodeId, peers: &BTreeMap<NodeId, String>, may_draw: bool) -> String {
     let pool = PeerPool::new(me, "");
-    let lowest = peers.keys().next() == Some(&me);
+    let lowest = may_draw && peers.keys().next() == Some(&me);
     let mut last_progress = tokio::time::Instant::now();
     loop {
         let mut waiting = Vec::new();
@@ -116,7 +121,12 @@ async fn discover(me: NodeId, peers: &BTreeMap<NodeId, String>) -> String {
         }
         if last_progress.elapsed() >= PROGRESS {
             last_progress = tokio::time::Instant::now();
-            if waiting.is_empty() {
+            if !may_draw {
+                tracing::warn!(
+                    waiting = %waiting.join(", "),
+                    "waiting for the member to join through to answer with its cluster id (--join)"
+                );
+            } else if waiting.is_empty() {
                 tracing::info!("waiting for node {} to form the cluster", peers.keys().next().unwrap_or(&me));
             } else {
                 tracing::warn!(

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     /// Where the other nodes connect for replication (the internal Raft transport, never
     /// served to clients): HOST:PORT. Required with peers; a single node needs none.
     pub cluster_listen: String,
+    /// The cluster address of any member of an existing cluster, to join it: the node
+    /// waits, serving nothing, until `tidemark cluster add-node` adds it. Not with `peers`.
+    pub join: String,
     /// The cluster this node belongs to. Empty (the default): learned from the peers, or
     /// drawn at random when a new cluster forms; it is kept in the data directory.
     pub cluster_id: String,
@@ -81,6 +84,7 @@ impl Default for NodeConfig {
             advertise: String::new(),
             cluster_listen: String::new(),
             cluster_id: String::new(),
+            join: String::new(),
             data_dir: PathBuf::from("./tidemark-data"),
             peers: String::new(),
             heartbeat_ms: timing.heartbeat_ms,
@@ -158,7 +162,7 @@ impl NodeConfig {
     pub fn peer_map(&self) -> Result<BTreeMap<NodeId, String>, ConfigError> {
         let mut peers = parse_peers(&self.peers)?;
         if peers.is_empty() {
-            // A single node on its own: a cluster of one.
+            // A single node on its own (a cluster of one), or one joining a cluster.
             let own = if self.cluster_listen.is_empty() { &self.listen } else { &self.cluster_listen };
             peers.insert(self.id, own.clone());
         }
@@ -188,7 +192,13 @@ impl NodeConfig {
             return Err(invalid("peers", format!("this node ({}) must be in the list of peers", self.id)));
         }
         let cluster = self.cluster_listen_addr()?;
-        if cluster.is_none() && peers.len() > 1 {
+        if !self.join.is_empty() && !self.peers.is_empty() {
+            return Err(invalid(
+                "join",
+                "give --peers to form a new cluster or --join to join a running one, not both",
+            ));
+        }
+        if cluster.is_none() && (peers.len() > 1 || !self.join.is_empty()) {
             return Err(invalid(
                 "cluster_listen",
                 "set --cluster-listen HOST:PORT: where the other nodes reach this one for replication \
@@ -304,6 +314,12 @@ mod tests {
         c.listen = "127.0.0.1:9092".into();
         c.cluster_id = "not/an id".into();
         assert!(c.validate().unwrap_err().to_string().contains("cluster_id"));
+        let joining = NodeConfig { id: 4, join: "127.0.0.1:9192".into(), ..Default::default() };
+        assert!(joining.validate().unwrap_err().to_string().contains("--cluster-listen"));
+        let joining = NodeConfig { cluster_listen: "127.0.0.1:9195".into(), ..joining };
+        joining.validate().unwrap();
+        let both = NodeConfig { peers: "4=127.0.0.1:9195".into(), ..joining };
+        assert!(both.validate().unwrap_err().to_string().contains("not both"));
         // A single node forms a cluster of one and needs no cluster listener.
         NodeConfig { id: 1, ..Default::default() }.validate().unwrap();
     }

@@ -40,6 +40,7 @@ impl Describer {
                 log_end_offset: end,
                 retained_bytes: bytes,
                 in_sync_replicas: isr,
+                moving_to: t.moves.get(&p).cloned().unwrap_or_default(),
             });
         }
         TopicDescription {

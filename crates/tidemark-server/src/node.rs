@@ -95,7 +95,7 @@ impl Node {
         };
         let mut shutdown = Box::pin(shutdown);
         let cluster_id = tokio::select! {
-            id = crate::cluster::establish(&engine, &config.cluster_id, &identity, &peers) => id?,
+            id = crate::cluster::establish(&engine, &config, &identity, &peers) => id?,
             _ = &mut shutdown => return Err(NodeError::Cluster("stopped before the cluster formed".into())),
         };
         let broker_cfg = BrokerConfig {
@@ -103,6 +103,7 @@ impl Node {
             peers,
             cluster_id,
             client_address: config.client_address().to_string(),
+            join: !config.join.is_empty(),
             timing: config.timing(),
             limits: config.limits(),
             producer_expiry: std::time::Duration::from_millis(config.producer_expiry_ms),

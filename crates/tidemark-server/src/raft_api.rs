@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 
 use tidemark_broker::Broker;
 use tidemark_proto::v1::raft_transport_server::RaftTransport;
-use tidemark_proto::v1::{HelloRequest, HelloResponse, RaftRequest, RaftResponse};
+use tidemark_proto::v1::{HelloRequest, HelloResponse, RaftRequest, RaftResponse, RaftRpc};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::Identity;
@@ -91,6 +91,10 @@ impl RaftTransport for RaftApi {
     async fn call(&self, request: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
         let req = request.into_inner();
         let broker = self.admit(&req)?;
+        if req.rpc == RaftRpc::MetaWrite as i32 {
+            let payload = broker.forwarded_meta_write(&req.payload).await.map_err(crate::status::to_status)?;
+            return Ok(Response::new(RaftResponse { payload: payload.into() }));
+        }
         match broker.registry().handle(req.group, req.rpc, &req.payload).await {
             Ok(payload) => Ok(Response::new(RaftResponse { payload: payload.into() })),
             Err(message) => Err(Status::failed_precondition(message)),

@@ -100,6 +100,7 @@ impl Shared {
                 log_end_offset: p.next,
                 retained_bytes: 0,
                 in_sync_replicas: p.replicas.clone(),
+                moving_to: Vec::new(),
             })
             .collect();
         TopicDescription {
@@ -336,6 +337,17 @@ impl Admin for FakeNode {
 
     async fn alter_topic(&self, _: Request<AlterTopicRequest>) -> Result<Response<TopicDescription>, Status> {
         Err(Status::unimplemented("the fake cluster does not alter topics"))
+    }
+
+    async fn add_node(&self, _: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        Err(Status::unimplemented("the fake cluster has a fixed membership"))
+    }
+
+    async fn reassign_partition(
+        &self,
+        _: Request<ReassignPartitionRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        Err(Status::unimplemented("the fake cluster does not move partitions"))
     }
 
     async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {

@@ -1,0 +1,111 @@
+//! Membership on real `tidemark serve` processes: a fourth node started with `--join`
+//! waits until `add_node` adds it (as a learner: three voters are enough), then a
+//! partition moves onto it while a producer keeps writing, dropping the replica that led
+//! it. Every acknowledged record is then read back from the new replica set, offsets
+//! dense, even with one of the replicas that stayed killed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidemark_client::{Client, ClientConfig, ConsumerConfig, ProducerConfig, ProducerRecord, StartPosition};
+use tidemark_tests::process::ProcessCluster;
+
+const TOPIC: &str = "moving";
+
+async fn eventually<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_node_takes_over_a_partition_while_it_is_written() {
+    let mut cluster = ProcessCluster::start(3).expect("start three processes");
+    let client = Client::new(ClientConfig::new(cluster.addrs.clone())).expect("client");
+    let created = client.admin().create_topic(TOPIC, 1, 3, 0, 0).await.expect("create topic");
+    let old = created.partitions[0].replicas.clone();
+
+    let four = cluster.spawn_joiner().expect("start node 4");
+    let address = cluster.cluster_addrs[four].clone();
+    // Not a member yet: nothing in the cluster knows it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(client.admin().cluster_status().await.expect("status").nodes.len(), 3);
+    let voter = client.admin().add_node(4, &address).await.expect("add node 4");
+    assert!(!voter, "a fourth node is a learner: three voters are enough");
+    assert!(client.admin().add_node(4, &address).await.is_ok(), "adding it again is a no-op");
+    let wrong = client.admin().add_node(5, &address).await.expect_err("another id at its address");
+    assert!(wrong.to_string().contains("node 4"), "{wrong}");
+    let client_addr = cluster.addrs[four].clone();
+    eventually("node 4 publishing its client address", Duration::from_secs(20), async || {
+        let status = client.admin().cluster_status().await.ok()?;
+        let n = status.nodes.iter().find(|n| n.id == 4)?;
+        (n.address == client_addr && n.alive && !n.voter).then_some(())
+    })
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let producer = client.producer(ProducerConfig::default()).expect("producer");
+            let mut acked = BTreeMap::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let value = format!("r{i}");
+                if let Ok(a) = producer.send(TOPIC, ProducerRecord::new(value.clone())).await {
+                    acked.insert(a.offset, value.into_bytes());
+                }
+                i += 1;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Drop the preferred leader (the replica leading it), add node 4.
+    let target = vec![old[1], old[2], 4];
+    let bad = client.admin().reassign_partition(TOPIC, 0, &[old[1], old[2]]).await.expect_err("fewer replicas");
+    assert!(bad.to_string().contains("replication factor"), "{bad}");
+    let stranger = client.admin().reassign_partition(TOPIC, 0, &[old[1], old[2], 9]).await.expect_err("no node 9");
+    assert!(stranger.to_string().contains("not a member"), "{stranger}");
+    let d = client.admin().reassign_partition(TOPIC, 0, &target).await.expect("reassign");
+    assert_eq!(d.partitions[0].moving_to, target, "the move is recorded at once");
+    eventually("the move to complete", Duration::from_secs(60), async || {
+        let d = client.admin().describe_topic(TOPIC).await.ok()?;
+        let p = &d.partitions[0];
+        (p.moving_to.is_empty() && p.replicas == target && p.leader.is_some()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = producing.await.expect("producer task");
+    assert!(acked.len() > 20, "the producer made progress across the move ({} acked)", acked.len());
+
+    // Node 4 holds the data: with one of the replicas that stayed gone, the other and node
+    // 4 are a majority and serve every acknowledged record.
+    cluster.kill9(old[1] as usize - 1);
+    let mut consumer = client
+        .consumer(TOPIC, Some(vec![0]), StartPosition::Earliest, ConsumerConfig::default())
+        .await
+        .expect("consumer");
+    let last = *acked.keys().last().expect("some acked");
+    let mut next = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while next <= last {
+        assert!(tokio::time::Instant::now() < deadline, "read stalled at offset {next}");
+        for r in consumer.poll(Duration::from_millis(500)).await.unwrap_or_default() {
+            assert_eq!(r.offset, next, "dense from offset 0");
+            if let Some(v) = acked.get(&r.offset) {
+                assert_eq!(&r.value, v, "offset {} holds what was acknowledged", r.offset);
+            }
+            next += 1;
+        }
+    }
+}
