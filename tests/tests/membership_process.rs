@@ -2,7 +2,8 @@
 //! waits until `add_node` adds it (as a learner: three voters are enough), then a
 //! partition moves onto it while a producer keeps writing, dropping the replica that led
 //! it. Every acknowledged record is then read back from the new replica set, offsets
-//! dense, even with one of the replicas that stayed killed.
+//! dense, even with one of the replicas that stayed killed. A voter is removed while a
+//! producer writes: its partitions move first, then a learner takes its vote.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +107,80 @@ async fn a_joined_node_takes_over_a_partition_while_it_is_written() {
                 assert_eq!(&r.value, v, "offset {} holds what was acknowledged", r.offset);
             }
             next += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_is_removed_while_written_and_a_learner_takes_its_vote() {
+    let mut cluster = ProcessCluster::start(3).expect("start three processes");
+    let client = Client::new(ClientConfig::new(cluster.addrs.clone())).expect("client");
+    let four = cluster.spawn_joiner().expect("start node 4");
+    let address = cluster.cluster_addrs[four].clone();
+    assert!(!client.admin().add_node(4, &address).await.expect("add node 4"), "a learner");
+    let created = client.admin().create_topic(TOPIC, 3, 3, 0, 0).await.expect("create topic");
+    let on_two = created.partitions.iter().filter(|p| p.replicas.contains(&2)).count() as u32;
+    assert!(on_two > 0, "node 2 holds some partitions: {created:?}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let producer = client.producer(ProducerConfig::default()).expect("producer");
+            let mut acked = BTreeMap::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let value = format!("r{i}");
+                if let Ok(a) = producer.send(TOPIC, ProducerRecord::new(value.clone()).key(value.clone())).await {
+                    acked.insert((a.partition, a.offset), value.into_bytes());
+                }
+                i += 1;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Node 2 is a voter; removing it moves every partition it holds first.
+    let moving = client.admin().remove_node(2).await.expect("start removing node 2");
+    assert_eq!(moving, Some(on_two), "every partition on node 2 starts moving off it");
+    let created = client.admin().create_topic("after", 1, 3, 0, 0).await.expect("create while draining");
+    assert!(!created.partitions[0].replicas.contains(&2), "nothing new is placed on a node being removed");
+    eventually("node 2 to leave", Duration::from_secs(90), async || {
+        client.admin().remove_node(2).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = producing.await.expect("producer task");
+    assert!(acked.len() > 20, "the producer made progress across the removal ({} acked)", acked.len());
+
+    let status = client.admin().cluster_status().await.expect("status");
+    let ids: Vec<(u64, bool)> = status.nodes.iter().map(|n| (n.id, n.voter)).collect();
+    assert_eq!(ids, [(1, true), (3, true), (4, true)], "node 4 took node 2's vote");
+    let d = client.admin().describe_topic(TOPIC).await.expect("describe");
+    assert!(d.partitions.iter().all(|p| !p.replicas.contains(&2) && p.moving_to.is_empty()), "{d:?}");
+    // Node 2's process can stop; with node 1 gone too, nodes 3 and 4 serve everything.
+    cluster.kill9(1);
+    cluster.kill9(0);
+
+    for p in 0..3u32 {
+        let want: BTreeMap<u64, &Vec<u8>> =
+            acked.iter().filter(|((part, _), _)| *part == p).map(|((_, o), v)| (*o, v)).collect();
+        let Some(&last) = want.keys().last() else { continue };
+        let mut consumer = client
+            .consumer(TOPIC, Some(vec![p]), StartPosition::Earliest, ConsumerConfig::default())
+            .await
+            .expect("consumer");
+        let (mut next, deadline) = (0, tokio::time::Instant::now() + Duration::from_secs(60));
+        while next <= last {
+            assert!(tokio::time::Instant::now() < deadline, "partition {p}: read stalled at offset {next}");
+            for r in consumer.poll(Duration::from_millis(500)).await.unwrap_or_default() {
+                assert_eq!(r.offset, next, "partition {p}: dense from offset 0");
+                if let Some(v) = want.get(&r.offset) {
+                    assert_eq!(&r.value, *v, "partition {p} offset {} holds what was acknowledged", r.offset);
+                }
+                next += 1;
+            }
         }
     }
 }

@@ -76,7 +76,9 @@ impl Broker {
         let patience = std::time::Duration::from_millis(self.cfg.timing.election_max_ms * 3);
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let live = self.live_nodes().ok_or_else(|| self.not_meta_leader())?;
+            let mut live = self.live_nodes().ok_or_else(|| self.not_meta_leader())?;
+            let draining = self.meta.read().draining.clone();
+            live.retain(|n| !draining.contains(n));
             if live.len() >= rf as usize || tokio::time::Instant::now() >= deadline {
                 return Ok(live);
             }

@@ -114,6 +114,92 @@ impl Broker {
         Ok(())
     }
 
+    /// One step of removing node `id` (see the module doc); answers how many partitions
+    /// are still moving off it, or `None` once it has left (or was never a member).
+    pub async fn remove_node(&self, id: NodeId) -> Result<Option<usize>> {
+        if self.metadata_leader() != Some(self.node_id()) {
+            return Err(self.not_meta_leader());
+        }
+        let (voters, all) = self.meta_membership();
+        if !all.contains(&id) {
+            return Ok(None);
+        }
+        let remaining: Vec<NodeId> = all.iter().copied().filter(|n| *n != id).collect();
+        let topics = self.topics();
+        if let Some(t) = topics.iter().find(|t| t.replication_factor as usize > remaining.len()) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "removing node {id} would leave {} node(s), fewer than topic {}'s replication factor {}; \
+                 add a node first (tidemark cluster add-node)",
+                remaining.len(),
+                t.name,
+                t.replication_factor
+            )));
+        }
+        if !self.meta.read().draining.contains(&id) {
+            self.meta_write(MetaCommand::Drain { node: id }).await?;
+            tracing::info!(node = id, "removing a node: its partitions move to the others");
+        }
+        let moving = self.move_partitions_off(id, &topics, &remaining).await?;
+        if moving > 0 {
+            return Ok(Some(moving));
+        }
+        if voters.contains(&id) {
+            let stand_in = all.iter().find(|n| !voters.contains(n)).copied();
+            let new: BTreeSet<NodeId> = voters.iter().copied().filter(|n| *n != id).chain(stand_in).collect();
+            self.meta_raft
+                .change_membership(new, false)
+                .await
+                .map_err(|e| self.write_error("the metadata group".into(), e))?;
+        } else {
+            let gone = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+            self.meta_raft
+                .change_membership(gone, false)
+                .await
+                .map_err(|e| self.write_error("the metadata group".into(), e))?;
+        }
+        self.meta_write(MetaCommand::Forget { node: id }).await?;
+        tracing::info!(node = id, "node removed from the cluster");
+        Ok(None)
+    }
+
+    /// Starts moving every partition that holds `id` to the least loaded of `remaining`
+    /// (moves already under way are left alone); returns how many hold it still.
+    async fn move_partitions_off(&self, id: NodeId, topics: &[TopicMeta], remaining: &[NodeId]) -> Result<usize> {
+        let mut load: std::collections::BTreeMap<NodeId, usize> = remaining.iter().map(|n| (*n, 0)).collect();
+        for t in topics {
+            for p in 0..t.partition_count() {
+                for n in t.hosts(p) {
+                    *load.entry(n).or_default() += 1;
+                }
+            }
+        }
+        let mut holding = 0;
+        for t in topics {
+            for p in 0..t.partition_count() {
+                if !t.hosts(p).contains(&id) {
+                    continue;
+                }
+                holding += 1;
+                let base = t.moves.get(&p).unwrap_or(&t.replicas[p as usize]);
+                if !base.contains(&id) {
+                    continue;
+                }
+                let Some(&stand_in) = remaining
+                    .iter()
+                    .filter(|n| !base.contains(n))
+                    .min_by_key(|n| (load.get(n).copied().unwrap_or(0), **n))
+                else {
+                    continue;
+                };
+                *load.entry(stand_in).or_default() += 1;
+                let replicas: Vec<NodeId> = base.iter().map(|n| if *n == id { stand_in } else { *n }).collect();
+                let cmd = MetaCommand::Reassign { topic: t.name.to_string(), partition: p, replicas };
+                self.meta_write(cmd).await?;
+            }
+        }
+        Ok(holding)
+    }
+
     /// Records that `topic`'s `partition` moves to `replicas` (see `moves.rs`); the
     /// current replicas cancel a move that has not swapped yet.
     pub async fn reassign(&self, topic: &str, partition: PartitionId, replicas: Vec<NodeId>) -> Result<TopicMeta> {

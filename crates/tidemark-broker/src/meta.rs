@@ -80,6 +80,8 @@ pub struct MetaState {
     /// Where each node serves clients, as it last said (see `directory.rs`). Peers reach
     /// each other on cluster addresses (the Raft membership); clients are given these.
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// Nodes being removed: nothing new is placed on them (see `membership.rs`).
+    pub draining: std::collections::BTreeSet<NodeId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,6 +121,14 @@ pub enum MetaCommand {
         partition: PartitionId,
         replicas: Vec<NodeId>,
     },
+    /// Places nothing new on `node`: it is being removed.
+    Drain {
+        node: NodeId,
+    },
+    /// `node` left the cluster: forget its address and drain mark.
+    Forget {
+        node: NodeId,
+    },
     /// Records the address where `node` serves clients.
     PublishAddress {
         node: NodeId,
@@ -138,7 +148,7 @@ pub enum MetaResponse {
     },
     Group(GroupResponse),
     Altered(TopicMeta),
-    /// A node's client address was recorded.
+    /// A node's client address or drain mark was recorded.
     Published,
 }
 
@@ -274,6 +284,15 @@ impl MetaLogic {
                 t.moves.remove(&partition);
                 t.replicas[partition as usize] = replicas;
                 MetaResponse::Altered(t.clone())
+            }
+            MetaCommand::Drain { node } => {
+                state.draining.insert(node);
+                MetaResponse::Published
+            }
+            MetaCommand::Forget { node } => {
+                state.draining.remove(&node);
+                state.client_addrs.remove(&node);
+                MetaResponse::Published
             }
             MetaCommand::PublishAddress { node, address } => {
                 state.client_addrs.insert(node, address);

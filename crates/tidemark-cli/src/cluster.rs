@@ -29,6 +29,16 @@ pub enum ClusterCommand {
         placed on it at once; move existing partitions with `tidemark topic reassign`.\n\
         JSON: {\"id\":4,\"address\":\"..\",\"role\":\"voter\"|\"learner\"}")]
     AddNode(crate::reassign::AddNodeArgs),
+    /// Remove (decommission) a node: nothing new is placed on it, every partition it holds
+    /// moves to the other nodes while serving, then it leaves the cluster.
+    #[command(after_help = "Examples:\n  \
+        tidemark cluster remove-node 3 --wait\n  \
+        tidemark cluster remove-node 3          # start it; run again to follow it\n\n\
+        Refused when fewer nodes than a topic's replication factor would remain. Safe to run\n\
+        again after an interruption: it carries on where it was. A voter's place in the\n\
+        metadata group goes to a learner, if there is one. Stop the node's process afterwards.\n\
+        JSON: {\"id\":3,\"removed\":true,\"partitions_moving\":0}")]
+    RemoveNode(crate::reassign::RemoveNodeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +53,7 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     match cmd {
         ClusterCommand::Status(a) => status(a).await,
         ClusterCommand::AddNode(a) => crate::reassign::add_node(a).await,
+        ClusterCommand::RemoveNode(a) => crate::reassign::remove_node(a).await,
     }
 }
 

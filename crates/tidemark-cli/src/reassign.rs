@@ -1,5 +1,5 @@
-//! `tidemark topic reassign` and `tidemark cluster add-node`: membership changes, with
-//! progress while they run.
+//! `tidemark topic reassign`, `cluster add-node` and `cluster remove-node`: membership
+//! changes, with progress while they run.
 
 use std::time::{Duration, Instant};
 
@@ -144,5 +144,63 @@ async fn wait_for_move(admin: &Admin, a: &ReassignArgs) -> anyhow::Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveNodeArgs {
+    /// The node to remove.
+    pub id: u64,
+    /// Wait until it has left (its partitions moved first), showing progress; without it
+    /// the command starts the removal and returns (run it again to follow it).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up waiting after this many seconds (the removal goes on).
+    #[arg(long, default_value_t = 1800)]
+    pub timeout_secs: u64,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn remove_node(a: RemoveNodeArgs) -> anyhow::Result<()> {
+    let admin = a.client.client()?.admin();
+    let started = Instant::now();
+    let bar = spinner(format!("removing node {}", a.id));
+    let moving = loop {
+        let moving = admin.remove_node(a.id).await.with_context(|| format!("could not remove node {}", a.id))?;
+        match moving {
+            Some(n) if a.wait => {
+                bar.set_message(format!("removing node {}: {n} partition(s) still moving off it", a.id))
+            }
+            other => break other,
+        }
+        if started.elapsed() >= Duration::from_secs(a.timeout_secs) {
+            anyhow::bail!(
+                "node {} still holds partitions after {} s; the removal goes on (run this again to follow it)",
+                a.id,
+                a.timeout_secs
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    bar.finish_and_clear();
+    match a.format {
+        Format::Json => print_json(&serde_json::json!({
+            "id": a.id,
+            "removed": moving.is_none(),
+            "partitions_moving": moving.unwrap_or(0),
+        })),
+        Format::Text => {
+            match moving {
+                None => println!("Node {} has left the cluster; its process can be stopped.", a.id),
+                Some(n) => println!(
+                    "Removing node {}: {n} partition(s) moving off it; run this again (or with --wait) to follow it.",
+                    a.id
+                ),
+            }
+            Ok(())
+        }
     }
 }

@@ -245,6 +245,19 @@ impl Admin {
         Ok(resp.voter)
     }
 
+    /// One step of removing node `id` (decommission): nothing new is placed on it, its
+    /// partitions start moving to the other nodes, and once none is left there it leaves
+    /// the cluster. Returns `None` once it is gone, else how many partitions are still
+    /// moving off it: call again (safe to repeat, also after an interruption).
+    pub async fn remove_node(&self, id: NodeId) -> Result<Option<u32>> {
+        let req = v1::RemoveNodeRequest { id };
+        let resp = self
+            .call(&format!("remove node {id}"), |mut c| async move { c.remove_node(req).await })
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok((!resp.removed).then_some(resp.partitions_moving))
+    }
+
     /// Starts moving `topic`/`partition` to `replicas` (as many as it has; the first is
     /// the preferred leader). Returns at once; the partition's `moving_to` shows the move
     /// until it completes. The current replicas cancel a move that has not swapped yet.

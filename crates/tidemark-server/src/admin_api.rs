@@ -106,6 +106,14 @@ impl Admin for AdminApi {
         Ok(Response::new(self.describer.describe(&t).await))
     }
 
+    async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        let moving = self.broker.remove_node(request.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(RemoveNodeResponse {
+            removed: moving.is_none(),
+            partitions_moving: moving.unwrap_or(0) as u32,
+        }))
+    }
+
     async fn init_producer(
         &self,
         request: Request<InitProducerRequest>,

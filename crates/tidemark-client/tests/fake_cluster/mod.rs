@@ -350,6 +350,10 @@ impl Admin for FakeNode {
         Err(Status::unimplemented("the fake cluster does not move partitions"))
     }
 
+    async fn remove_node(&self, _: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        Err(Status::unimplemented("the fake cluster has a fixed membership"))
+    }
+
     async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
         let names = self.shared.state.lock().unwrap().topics.keys().cloned().collect();
         Ok(Response::new(ListTopicsResponse { names }))
