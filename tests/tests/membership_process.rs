@@ -184,3 +184,49 @@ async fn a_voter_is_removed_while_written_and_a_learner_takes_its_vote() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dead_past_replace_dead_after_is_replaced() {
+    let mut cluster = ProcessCluster::start_with(3, &["--replace-dead-after-ms", "10000"]).expect("start");
+    let client = Client::new(ClientConfig::new(cluster.addrs.clone())).expect("client");
+    let four = cluster.spawn_joiner().expect("start node 4");
+    let address = cluster.cluster_addrs[four].clone();
+    client.admin().add_node(4, &address).await.expect("add node 4");
+    client.admin().create_topic(TOPIC, 2, 3, 0, 0).await.expect("create topic");
+    let producer = client.producer(ProducerConfig::default()).expect("producer");
+    let mut acked = BTreeMap::new();
+    for i in 0..100u32 {
+        let value = format!("r{i}");
+        let a = producer.send(TOPIC, ProducerRecord::new(value.clone()).key(value.clone())).await.expect("send");
+        acked.insert((a.partition, a.offset), value.into_bytes());
+    }
+
+    cluster.kill9(2);
+    eventually("node 3 to be replaced", Duration::from_secs(90), async || {
+        let status = client.admin().cluster_status().await.ok()?;
+        let ids: Vec<(u64, bool)> = status.nodes.iter().map(|n| (n.id, n.voter)).collect();
+        let d = client.admin().describe_topic(TOPIC).await.ok()?;
+        let moved = d.partitions.iter().all(|p| !p.replicas.contains(&3) && !p.under_replicated());
+        (ids == [(1, true), (2, true), (4, true)] && moved).then_some(())
+    })
+    .await;
+    for p in 0..2u32 {
+        let want: BTreeMap<u64, &Vec<u8>> =
+            acked.iter().filter(|((part, _), _)| *part == p).map(|((_, o), v)| (*o, v)).collect();
+        let mut consumer = client
+            .consumer(TOPIC, Some(vec![p]), StartPosition::Earliest, ConsumerConfig::default())
+            .await
+            .expect("consumer");
+        let mut seen = BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while seen.len() < want.len() {
+            assert!(tokio::time::Instant::now() < deadline, "partition {p}: read {} of {}", seen.len(), want.len());
+            for r in consumer.poll(Duration::from_millis(500)).await.unwrap_or_default() {
+                seen.insert(r.offset, r.value);
+            }
+        }
+        for (offset, value) in want {
+            assert_eq!(seen.get(&offset).map(|b| &b[..]), Some(&value[..]), "partition {p} offset {offset} survived");
+        }
+    }
+}

@@ -53,6 +53,8 @@ pub struct BrokerConfig {
     /// Hand leaderships back to preferred replicas (see `balance.rs`); Kafka's
     /// auto.leader.rebalance.enable.
     pub leader_balance: bool,
+    /// Replace a node silent for this long (see `dead.rs`); `None`: never.
+    pub replace_dead_after: Option<Duration>,
 }
 
 /// How often retention is enforced by default: well inside the 30 s a user may expect.
@@ -130,6 +132,9 @@ impl Broker {
         tokio::spawn(crate::health::watch(Arc::downgrade(&broker)));
         tokio::spawn(crate::directory::run(Arc::downgrade(&broker)));
         tokio::spawn(crate::moves::run(Arc::downgrade(&broker)));
+        if let Some(after) = broker.cfg.replace_dead_after {
+            tokio::spawn(crate::dead::run(Arc::downgrade(&broker), after));
+        }
         if broker.cfg.leader_balance {
             tokio::spawn(crate::balance::run(Arc::downgrade(&broker)));
         }

@@ -5,6 +5,7 @@
 pub mod admin;
 mod balance;
 pub mod broker;
+mod dead;
 mod directory;
 pub mod error;
 pub mod groups;

@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// (default true; false keeps leaders where elections put them).
     #[arg(long, env = "TIDEMARK_LEADER_BALANCE")]
     pub leader_balance: Option<bool>,
+    /// Replace a node dead for this many ms (at least 10000): its partitions get new
+    /// replicas on the other nodes and it leaves the cluster (like `cluster remove-node`).
+    /// Default 0: never, as a slow reboot would otherwise be replaced needlessly.
+    #[arg(long, env = "TIDEMARK_REPLACE_DEAD_AFTER_MS")]
+    pub replace_dead_after_ms: Option<u64>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -167,6 +172,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_record_bytes {
             c.max_record_bytes = n;
+        }
+        if let Some(ms) = self.replace_dead_after_ms {
+            c.replace_dead_after_ms = ms;
         }
         if let Some(on) = self.leader_balance {
             c.leader_balance = on;

@@ -72,6 +72,9 @@ pub struct NodeConfig {
     pub metrics_listen: String,
     /// Hand partition leaderships back to their preferred replicas after a node returns.
     pub leader_balance: bool,
+    /// Replace a node dead for this many ms: its partitions get new replicas on the other
+    /// nodes and it leaves the cluster (0, the default: never; at least 10000).
+    pub replace_dead_after_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -98,6 +101,7 @@ impl Default for NodeConfig {
             segment_bytes: tidemark_storage::segment::DEFAULT_SEGMENT_BYTES,
             metrics_listen: String::new(),
             leader_balance: true,
+            replace_dead_after_ms: 0,
         }
     }
 }
@@ -260,6 +264,12 @@ impl NodeConfig {
             return Err(invalid(
                 "metrics_listen",
                 format!("{:?} is not HOST:PORT with an IP host (or leave it empty)", self.metrics_listen),
+            ));
+        }
+        if self.replace_dead_after_ms != 0 && self.replace_dead_after_ms < 10_000 {
+            return Err(invalid(
+                "replace_dead_after_ms",
+                "must be 0 (never) or at least 10000: a restarting node must not be replaced",
             ));
         }
         if self.max_batch_bytes > 64 << 20 {

@@ -110,6 +110,8 @@ impl Node {
             retention_check: std::time::Duration::from_millis(config.retention_check_ms),
             checkpoints: tidemark_raft::CheckpointPolicy { entries: config.checkpoint_entries, ..Default::default() },
             leader_balance: config.leader_balance,
+            replace_dead_after: (config.replace_dead_after_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.replace_dead_after_ms)),
         };
         let broker = Broker::start(broker_cfg, engine).await?;
         let _ = slot.set(broker.clone());
