@@ -55,6 +55,7 @@ impl Broker {
             )));
         }
         validate_config(&config)?;
+        self.check_cluster_limits(partitions)?;
         let live = self.live_nodes_for(rf).await?;
         if rf == 0 || rf as usize > live.len() {
             let reason = if rf == 0 { "it must be at least 1" } else { "it cannot exceed the live nodes" };
@@ -68,6 +69,29 @@ impl Broker {
             MetaResponse::Exists => Err(BrokerError::TopicExists { topic: name.to_string() }),
             other => Err(BrokerError::Internal(format!("unexpected answer to create: {other:?}"))),
         }
+    }
+
+    /// Refuses a topic of `partitions` that would take the cluster past its limits (each
+    /// partition is a Raft group, with heartbeats and memory of its own on every replica).
+    fn check_cluster_limits(&self, partitions: u32) -> Result<()> {
+        let limits = self.cfg.cluster_limits;
+        let state = self.meta.read();
+        let topics = state.topics.len() as u32;
+        if topics >= limits.max_topics {
+            return Err(BrokerError::LimitExceeded(format!(
+                "the cluster has {topics} topics, its limit (max_topics): delete a topic, or raise the limit \
+                 on every node"
+            )));
+        }
+        let held: u32 = state.topics.values().map(TopicMeta::partition_count).sum();
+        if held + partitions > limits.max_partitions {
+            return Err(BrokerError::LimitExceeded(format!(
+                "the cluster has {held} of at most {} partitions (max_partitions); {partitions} more would pass \
+                 it: delete topics, or raise the limit on every node (each partition is a Raft group)",
+                limits.max_partitions
+            )));
+        }
+        Ok(())
     }
 
     /// The live nodes, waiting briefly for enough of them: right after an election the

@@ -55,6 +55,23 @@ pub struct BrokerConfig {
     pub leader_balance: bool,
     /// Replace a node silent for this long (see `dead.rs`); `None`: never.
     pub replace_dead_after: Option<Duration>,
+    /// What the whole cluster may hold (checked by the metadata leader).
+    pub cluster_limits: ClusterLimits,
+}
+
+/// Limits no client can take the cluster past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterLimits {
+    pub max_topics: u32,
+    /// Partitions over all topics. Each is a Raft group on R nodes: on the 2-core machine
+    /// of docs/performance.md, 1,000 idle ones used both cores.
+    pub max_partitions: u32,
+}
+
+impl Default for ClusterLimits {
+    fn default() -> Self {
+        ClusterLimits { max_topics: 1000, max_partitions: 500 }
+    }
 }
 
 /// How often retention is enforced by default: well inside the 30 s a user may expect.

@@ -55,6 +55,9 @@ pub enum BrokerError {
     Unavailable(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A cluster-wide limit (topics, partitions) would be passed; not retriable.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,7 +93,7 @@ impl BrokerError {
             GroupNotEmpty { .. } => ErrorCode::GroupNotEmpty,
             Timeout(_) => ErrorCode::Timeout,
             Unavailable(_) => ErrorCode::Unavailable,
-            InvalidRequest(_) => ErrorCode::InvalidRequest,
+            InvalidRequest(_) | LimitExceeded(_) => ErrorCode::InvalidRequest,
             Internal(_) => ErrorCode::Internal,
         }
     }

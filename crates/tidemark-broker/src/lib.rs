@@ -24,7 +24,7 @@ pub mod sequencer;
 pub mod signal;
 
 pub use admin::{ClusterView, NodeStatus};
-pub use broker::{Broker, BrokerConfig, Replica, DEFAULT_PRODUCER_EXPIRY, DEFAULT_RETENTION_CHECK};
+pub use broker::{Broker, BrokerConfig, ClusterLimits, Replica, DEFAULT_PRODUCER_EXPIRY, DEFAULT_RETENTION_CHECK};
 pub use error::BrokerError;
 pub use groups::{GroupConfig, GroupMeta, GroupMode, MemberPartition};
 pub use meta::{TopicConfig, TopicMeta};

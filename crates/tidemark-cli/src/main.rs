@@ -45,12 +45,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one node of a cluster.
-    #[command(after_help = "Example (node 1 of 3; start the other two the same way):\n  \
-        tidemark serve --id 1 --listen 127.0.0.1:9092 --data-dir ./data/1 \\\n    \
-        --peers 1=127.0.0.1:9092,2=127.0.0.1:9093,3=127.0.0.1:9094\n\n\
-        The first start of fresh nodes forms the cluster; restarting a node on its data dir\n\
-        rejoins it. Settings can also come from --config FILE.toml and TIDEMARK_* variables.")]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Start a local cluster in one command (for development and trying things out).
     #[command(after_help = "Examples:\n  \
         tidemark dev                  # 3 nodes, bootstrap 127.0.0.1:9092, Ctrl-C stops them\n  \
@@ -79,7 +74,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.command);
     let result = match cli.command {
-        Command::Serve(a) => serve::run(a).await,
+        Command::Serve(a) => serve::run(*a).await,
         Command::Dev(a) => dev::run(a).await,
         Command::Topic(c) => topic::run(c).await,
         Command::Produce(a) => produce::run(a).await,

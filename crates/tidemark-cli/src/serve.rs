@@ -106,6 +106,15 @@ pub struct ServeArgs {
     /// Default 0: never, as a slow reboot would otherwise be replaced needlessly.
     #[arg(long, env = "TIDEMARK_REPLACE_DEAD_AFTER_MS")]
     pub replace_dead_after_ms: Option<u64>,
+    /// Most topics the cluster may hold (default 1000). Set it alike on every node: the
+    /// metadata leader checks it.
+    #[arg(long, env = "TIDEMARK_MAX_TOPICS")]
+    pub max_topics: Option<u32>,
+    /// Most partitions over all topics (default 500). Each is a Raft group with its own
+    /// heartbeats on every replica; raise it on machines with more cores. Set it alike on
+    /// every node.
+    #[arg(long, env = "TIDEMARK_MAX_PARTITIONS")]
+    pub max_partitions: Option<u32>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -172,6 +181,12 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_record_bytes {
             c.max_record_bytes = n;
+        }
+        if let Some(n) = self.max_topics {
+            c.max_topics = n;
+        }
+        if let Some(n) = self.max_partitions {
+            c.max_partitions = n;
         }
         if let Some(ms) = self.replace_dead_after_ms {
             c.replace_dead_after_ms = ms;

@@ -72,6 +72,13 @@ pub struct NodeConfig {
     pub metrics_listen: String,
     /// Hand partition leaderships back to their preferred replicas after a node returns.
     pub leader_balance: bool,
+    /// Most topics the cluster may hold (checked by the metadata leader: set it alike on
+    /// every node).
+    pub max_topics: u32,
+    /// Most partitions, over all topics, the cluster may hold. Each is a Raft group with
+    /// its own heartbeats on every replica: on a 2-core machine 1,000 idle partitions used
+    /// both cores, so the default is 500.
+    pub max_partitions: u32,
     /// Replace a node dead for this many ms: its partitions get new replicas on the other
     /// nodes and it leaves the cluster (0, the default: never; at least 10000).
     pub replace_dead_after_ms: u64,
@@ -102,6 +109,8 @@ impl Default for NodeConfig {
             metrics_listen: String::new(),
             leader_balance: true,
             replace_dead_after_ms: 0,
+            max_topics: tidemark_broker::ClusterLimits::default().max_topics,
+            max_partitions: tidemark_broker::ClusterLimits::default().max_partitions,
         }
     }
 }
@@ -265,6 +274,9 @@ impl NodeConfig {
                 "metrics_listen",
                 format!("{:?} is not HOST:PORT with an IP host (or leave it empty)", self.metrics_listen),
             ));
+        }
+        if self.max_topics == 0 || self.max_partitions == 0 {
+            return Err(invalid("max_partitions", "max_topics and max_partitions must be at least 1"));
         }
         if self.replace_dead_after_ms != 0 && self.replace_dead_after_ms < 10_000 {
             return Err(invalid(

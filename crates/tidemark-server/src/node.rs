@@ -112,6 +112,10 @@ impl Node {
             leader_balance: config.leader_balance,
             replace_dead_after: (config.replace_dead_after_ms > 0)
                 .then(|| std::time::Duration::from_millis(config.replace_dead_after_ms)),
+            cluster_limits: tidemark_broker::ClusterLimits {
+                max_topics: config.max_topics,
+                max_partitions: config.max_partitions,
+            },
         };
         let broker = Broker::start(broker_cfg, engine).await?;
         let _ = slot.set(broker.clone());
