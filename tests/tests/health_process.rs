@@ -1,5 +1,6 @@
-//! The probe endpoints of a real `tidemark serve` process: /ready answers 200 once the
-//! node serves, /health 200 while it runs, anything else 404; a bad address is refused.
+//! The HTTP endpoints of a real `tidemark serve` process: /ready answers 200 once the
+//! node serves, /health 200 while it runs, /metrics the Prometheus metrics (requests,
+//! records, bytes, and each replica's state), anything else 404; a bad address is refused.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -43,7 +44,7 @@ fn health_and_ready_answer_as_documented() {
     };
     assert_eq!(ready, "ready\n");
     assert_eq!(get(&probes, "/health"), Some((200, "ok\n".to_string())));
-    assert_eq!(get(&probes, "/metrics").map(|(s, _)| s), Some(404), "metrics are not served yet");
+    assert_eq!(get(&probes, "/nothing").map(|(s, _)| s), Some(404));
     let _ = node.kill();
     let _ = node.wait();
 
@@ -53,4 +54,41 @@ fn health_and_ready_answer_as_documented() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("metrics_listen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_was_served_and_show_each_replica() {
+    use tidemark_client::{Client, ClientConfig, ConsumerConfig, ProducerConfig, ProducerRecord, StartPosition};
+    let metrics = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let cluster = tidemark_tests::process::ProcessCluster::start_with(1, &["--metrics-listen", &metrics]).unwrap();
+    let client = Client::new(ClientConfig::new(cluster.addrs.clone())).expect("client");
+    client.admin().create_topic("m", 1, 1, 0, 0).await.expect("create");
+    let producer = client.producer(ProducerConfig::default()).expect("producer");
+    for i in 0..3 {
+        producer.send("m", ProducerRecord::new(format!("v{i}"))).await.expect("send");
+    }
+    let mut consumer =
+        client.consumer("m", None, StartPosition::Earliest, ConsumerConfig::default()).await.expect("consumer");
+    let mut read = 0;
+    while read < 3 {
+        read += consumer.poll(Duration::from_millis(500)).await.expect("poll").len();
+    }
+    let (status, body) = tokio::task::spawn_blocking(move || get(&metrics, "/metrics")).await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "tidemark_records_total{api=\"produce\"} 3",
+        "tidemark_node_ready 1",
+        "tidemark_metadata_leader 1",
+        "tidemark_partition_leader{topic=\"m\",partition=\"0\"} 1",
+        "tidemark_partition_log_end_offset{topic=\"m\",partition=\"0\"} 3",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line:?} is not in:\n{body}");
+    }
+    let produced = body.lines().find(|l| l.starts_with("tidemark_requests_total{api=\"produce\",outcome=\"ok\"}"));
+    assert!(produced.is_some(), "produce requests are counted:\n{body}");
+    let read_records = |api: &str| {
+        let prefix = format!("tidemark_records_total{{api=\"{api}\"}} ");
+        body.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    assert_eq!(read_records("fetch") + read_records("subscribe"), 3, "every record read is counted:\n{body}");
 }

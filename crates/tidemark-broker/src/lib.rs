@@ -22,6 +22,7 @@ mod reconcile;
 pub mod retention;
 pub mod sequencer;
 pub mod signal;
+pub mod stats;
 
 pub use admin::{ClusterView, NodeStatus};
 pub use broker::{Broker, BrokerConfig, ClusterLimits, Replica, DEFAULT_PRODUCER_EXPIRY, DEFAULT_RETENTION_CHECK};

@@ -92,9 +92,9 @@ pub struct ServeArgs {
     /// Largest single record, in bytes (default 1 MiB; at most the batch limit).
     #[arg(long, env = "TIDEMARK_MAX_RECORD_BYTES")]
     pub max_record_bytes: Option<usize>,
-    /// HOST:PORT for HTTP probes: GET /health (the process and its storage work) and GET
-    /// /ready (caught up with the cluster and serving). Off by default. Prometheus
-    /// metrics are not served yet.
+    /// HOST:PORT for HTTP: GET /health (the process and its storage work), GET /ready
+    /// (caught up with the cluster and serving) and GET /metrics (Prometheus). Off by
+    /// default.
     #[arg(long, env = "TIDEMARK_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// Hand partition leaderships back to their preferred replicas after a node returns

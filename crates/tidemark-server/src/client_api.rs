@@ -24,6 +24,7 @@ const MAX_FETCH_BYTES: usize = 32 << 20;
 pub struct ClientApi {
     pub broker: Arc<Broker>,
     pub describer: Describer,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn fetch_limits(req: &FetchRequest) -> (usize, Duration) {
@@ -47,17 +48,22 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Se
 #[tonic::async_trait]
 impl Tidemark for ClientApi {
     async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
-        let req = request.into_inner();
-        let (base_offset, last_offset) =
-            self.broker.produce(&req.topic, req.partition, req.batch).await.map_err(to_status)?;
+        let (req, started) = (request.into_inner(), tokio::time::Instant::now());
+        let bytes = req.batch.len() as u64;
+        let produced = self.broker.produce(&req.topic, req.partition, req.batch).await.map_err(to_status);
+        let records = produced.as_ref().map(|(base, last)| (last + 1 - base, bytes));
+        self.metrics.observe("produce", started, records);
+        let (base_offset, last_offset) = produced?;
         Ok(Response::new(ProduceResponse { base_offset, last_offset }))
     }
 
     async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchResponse>, Status> {
-        let req = request.into_inner();
+        let (req, started) = (request.into_inner(), tokio::time::Instant::now());
         let (max_bytes, wait) = fetch_limits(&req);
-        let r = self.broker.fetch(&req.topic, req.partition, req.offset, max_bytes, wait).await.map_err(to_status)?;
-        Ok(Response::new(to_response(r)))
+        let fetched =
+            self.broker.fetch(&req.topic, req.partition, req.offset, max_bytes, wait).await.map_err(to_status);
+        self.metrics.observe("fetch", started, fetched.as_ref().map(size));
+        Ok(Response::new(to_response(fetched?)))
     }
 
     type SubscribeStream = FetchStream;
@@ -71,15 +77,19 @@ impl Tidemark for ClientApi {
         self.broker.read_replica(&req.topic, req.partition).await.map_err(to_status)?;
         let broker = self.broker.clone();
         let state = Some((broker, req.offset));
+        let metrics = self.metrics.clone();
         let stream = futures::stream::unfold(state, move |state| {
             let topic = req.topic.clone();
             let partition = req.partition;
+            let metrics = metrics.clone();
             async move {
                 let (broker, mut offset) = state?;
                 loop {
                     match broker.fetch(&topic, partition, offset, max_bytes, Duration::from_secs(1)).await {
                         Ok(r) if r.batches.is_empty() => continue,
                         Ok(r) => {
+                            // Only what is sent counts; the wait for new records does not.
+                            metrics.observe("subscribe", tokio::time::Instant::now(), Ok(size(&r)));
                             offset = r.log_end_offset.min(next_offset(&r).unwrap_or(offset));
                             return Some((Ok(to_response(r)), Some((broker, offset))));
                         }
@@ -149,6 +159,13 @@ impl Tidemark for ClientApi {
             .collect();
         Ok(Response::new(MetadataResponse { nodes, topics, metadata_leader: leader.unwrap_or(0) }))
     }
+}
+
+/// (records, bytes) of a fetch answer, for the metrics.
+fn size(r: &tidemark_broker::FetchResult) -> (u64, u64) {
+    let first = r.batches.first().map_or(0, |(base, _)| *base);
+    let records = next_offset(r).map_or(0, |end| end.saturating_sub(first));
+    (records, r.batches.iter().map(|(_, b)| b.len() as u64).sum())
 }
 
 /// The offset after the last record of a fetch response.

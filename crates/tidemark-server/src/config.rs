@@ -67,8 +67,7 @@ pub struct NodeConfig {
     /// Segment files of the record log roll at this size. Space comes back a segment at a
     /// time, so disk use runs up to a few segments above what retention keeps.
     pub segment_bytes: u64,
-    /// HOST:PORT for the HTTP endpoints /health and /ready (empty: none). Prometheus
-    /// metrics will be served here too; they are not there yet.
+    /// HOST:PORT for the HTTP endpoints /health, /ready and /metrics (empty: none).
     pub metrics_listen: String,
     /// Hand partition leaderships back to their preferred replicas after a node returns.
     pub leader_balance: bool,

@@ -5,13 +5,13 @@
 //!               503 why       the node is stopping because of a storage failure or damage
 //!  GET /ready   200 "ready"   healthy, and caught up with the cluster's metadata
 //!               503 why       not yet (just started or restarted), or not healthy
+//!  GET /metrics 200           Prometheus text exposition (see `metrics.rs`)
 //! ```
 //!
-//! Kubernetes probes and a Dockerfile HEALTHCHECK use these. Prometheus metrics will be
-//! served on the same port (not there yet: `/metrics` answers 404).
+//! Kubernetes probes and a Dockerfile HEALTHCHECK use the first two.
 
 use std::convert::Infallible;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,8 +19,10 @@ use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tidemark_broker::Broker;
 
+use crate::metrics::Metrics;
+
 /// Serves the endpoints on `listener` until the process exits.
-pub async fn serve(listener: tokio::net::TcpListener, broker: Weak<Broker>) {
+pub async fn serve(listener: tokio::net::TcpListener, broker: Weak<Broker>, metrics: Arc<Metrics>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -30,10 +32,10 @@ pub async fn serve(listener: tokio::net::TcpListener, broker: Weak<Broker>) {
                 continue;
             }
         };
-        let broker = broker.clone();
+        let (broker, metrics) = (broker.clone(), metrics.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let answer = answer(&broker, req.uri().path());
+                let answer = answer(&broker, &metrics, req.uri().path());
                 async move { Ok::<_, Infallible>(answer) }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
@@ -41,7 +43,7 @@ pub async fn serve(listener: tokio::net::TcpListener, broker: Weak<Broker>) {
     }
 }
 
-fn answer(broker: &Weak<Broker>, path: &str) -> Response<Full<Bytes>> {
+fn answer(broker: &Weak<Broker>, metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
     let Some(b) = broker.upgrade() else { return respond(StatusCode::SERVICE_UNAVAILABLE, "stopped\n".into()) };
     let failure = b.failure().map(|why| format!("failing: {why}\n"));
     match path {
@@ -54,7 +56,14 @@ fn answer(broker: &Weak<Broker>, path: &str) -> Response<Full<Bytes>> {
             (None, Err(e)) => respond(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
             (None, Ok(())) => respond(StatusCode::OK, "ready\n".into()),
         },
-        _ => respond(StatusCode::NOT_FOUND, "not found: this port serves /health and /ready\n".into()),
+        "/metrics" => {
+            let mut r = respond(StatusCode::OK, metrics.render(&b));
+            let kind =
+                hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, kind);
+            r
+        }
+        _ => respond(StatusCode::NOT_FOUND, "not found: this port serves /health, /ready and /metrics\n".into()),
     }
 }
 

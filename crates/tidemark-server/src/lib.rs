@@ -8,6 +8,7 @@ pub mod config;
 pub mod describe;
 pub mod groups_api;
 mod http;
+pub mod metrics;
 pub mod node;
 pub mod raft_api;
 pub mod status;

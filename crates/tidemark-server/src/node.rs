@@ -49,7 +49,7 @@ pub enum NodeError {
     Broker(#[from] tidemark_broker::BrokerError),
     #[error("{0}")]
     Cluster(String),
-    #[error("cannot listen on {addr} for /health and /ready (metrics_listen): {message}")]
+    #[error("cannot listen on {addr} for /health, /ready and /metrics (metrics_listen): {message}")]
     Http { addr: String, message: String },
 }
 
@@ -119,16 +119,17 @@ impl Node {
         };
         let broker = Broker::start(broker_cfg, engine).await?;
         let _ = slot.set(broker.clone());
+        let metrics = crate::metrics::Metrics::new();
         if !config.metrics_listen.is_empty() {
             let addr = config.metrics_listen.clone();
             let listener = tokio::net::TcpListener::bind(addr.as_str())
                 .await
                 .map_err(|e| NodeError::Http { addr: addr.clone(), message: e.to_string() })?;
-            tokio::spawn(crate::http::serve(listener, Arc::downgrade(&broker)));
-            tracing::info!(%addr, "serving /health and /ready");
+            tokio::spawn(crate::http::serve(listener, Arc::downgrade(&broker), metrics.clone()));
+            tracing::info!(%addr, "serving /health, /ready and /metrics");
         }
         let describer = Describer { broker: broker.clone(), clients: PeerPool::new(config.id, "") };
-        let client = TidemarkServer::new(ClientApi { broker: broker.clone(), describer: describer.clone() })
+        let client = TidemarkServer::new(ClientApi { broker: broker.clone(), describer: describer.clone(), metrics })
             .max_decoding_message_size(config.max_batch_bytes + REQUEST_OVERHEAD_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(AdminApi { broker: broker.clone(), describer });
