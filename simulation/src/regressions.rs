@@ -11,4 +11,5 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (140, "a group stopped for good: an unpolled fetch of a reader with no partitions held the metadata-refresh lock"),
     (2, "an acknowledged record lost: a leader restored after a crash reused a log id it had already replicated"),
     (43, "replicas diverged the same way (leader restore in the same term), with pipelined replication"),
+    (14, "a replica never restarted: a crash between a durable purged mark and its deletes left the log below the mark"),
 ];

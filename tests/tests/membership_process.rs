@@ -26,6 +26,52 @@ async fn eventually<T>(what: &str, within: Duration, mut check: impl AsyncFnMut(
     }
 }
 
+/// (partition, offset) -> value of every acknowledged record.
+type Acked = BTreeMap<(u32, u64), Vec<u8>>;
+
+/// Sends keyed records until `stop`; returns those acknowledged.
+fn spawn_producer(client: &Client, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Acked> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let producer = client.producer(ProducerConfig::default()).expect("producer");
+        let mut acked = Acked::new();
+        let mut i = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let value = format!("r{i}");
+            if let Ok(a) = producer.send(TOPIC, ProducerRecord::new(value.clone()).key(value.clone())).await {
+                acked.insert((a.partition, a.offset), value.into_bytes());
+            }
+            i += 1;
+        }
+        acked
+    })
+}
+
+/// Reads each of `partitions` from the start: offsets dense, every acknowledged record
+/// there with its value.
+async fn assert_read_back(client: &Client, acked: &Acked, partitions: u32) {
+    for p in 0..partitions {
+        let want: BTreeMap<u64, &Vec<u8>> =
+            acked.iter().filter(|((part, _), _)| *part == p).map(|((_, o), v)| (*o, v)).collect();
+        let Some(&last) = want.keys().last() else { continue };
+        let mut consumer = client
+            .consumer(TOPIC, Some(vec![p]), StartPosition::Earliest, ConsumerConfig::default())
+            .await
+            .expect("consumer");
+        let (mut next, deadline) = (0, tokio::time::Instant::now() + Duration::from_secs(60));
+        while next <= last {
+            assert!(tokio::time::Instant::now() < deadline, "partition {p}: read stalled at offset {next}");
+            for r in consumer.poll(Duration::from_millis(500)).await.unwrap_or_default() {
+                assert_eq!(r.offset, next, "partition {p}: dense from offset 0");
+                if let Some(v) = want.get(&r.offset) {
+                    assert_eq!(&r.value[..], &v[..], "partition {p} offset {} holds what was acknowledged", r.offset);
+                }
+                next += 1;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joined_node_takes_over_a_partition_while_it_is_written() {
     let mut cluster = ProcessCluster::start(3).expect("start three processes");
@@ -52,22 +98,7 @@ async fn a_joined_node_takes_over_a_partition_while_it_is_written() {
     .await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            let producer = client.producer(ProducerConfig::default()).expect("producer");
-            let mut acked = BTreeMap::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let value = format!("r{i}");
-                if let Ok(a) = producer.send(TOPIC, ProducerRecord::new(value.clone())).await {
-                    acked.insert(a.offset, value.into_bytes());
-                }
-                i += 1;
-            }
-            acked
-        })
-    };
+    let producing = spawn_producer(&client, stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Drop the preferred leader (the replica leading it), add node 4.
@@ -92,23 +123,7 @@ async fn a_joined_node_takes_over_a_partition_while_it_is_written() {
     // Node 4 holds the data: with one of the replicas that stayed gone, the other and node
     // 4 are a majority and serve every acknowledged record.
     cluster.kill9(old[1] as usize - 1);
-    let mut consumer = client
-        .consumer(TOPIC, Some(vec![0]), StartPosition::Earliest, ConsumerConfig::default())
-        .await
-        .expect("consumer");
-    let last = *acked.keys().last().expect("some acked");
-    let mut next = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while next <= last {
-        assert!(tokio::time::Instant::now() < deadline, "read stalled at offset {next}");
-        for r in consumer.poll(Duration::from_millis(500)).await.unwrap_or_default() {
-            assert_eq!(r.offset, next, "dense from offset 0");
-            if let Some(v) = acked.get(&r.offset) {
-                assert_eq!(&r.value, v, "offset {} holds what was acknowledged", r.offset);
-            }
-            next += 1;
-        }
-    }
+    assert_read_back(&client, &acked, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,22 +138,7 @@ async fn a_voter_is_removed_while_written_and_a_learner_takes_its_vote() {
     assert!(on_two > 0, "node 2 holds some partitions: {created:?}");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            let producer = client.producer(ProducerConfig::default()).expect("producer");
-            let mut acked = BTreeMap::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let value = format!("r{i}");
-                if let Ok(a) = producer.send(TOPIC, ProducerRecord::new(value.clone()).key(value.clone())).await {
-                    acked.insert((a.partition, a.offset), value.into_bytes());
-                }
-                i += 1;
-            }
-            acked
-        })
-    };
+    let producing = spawn_producer(&client, stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Node 2 is a voter; removing it moves every partition it holds first.
@@ -163,26 +163,7 @@ async fn a_voter_is_removed_while_written_and_a_learner_takes_its_vote() {
     cluster.kill9(1);
     cluster.kill9(0);
 
-    for p in 0..3u32 {
-        let want: BTreeMap<u64, &Vec<u8>> =
-            acked.iter().filter(|((part, _), _)| *part == p).map(|((_, o), v)| (*o, v)).collect();
-        let Some(&last) = want.keys().last() else { continue };
-        let mut consumer = client
-            .consumer(TOPIC, Some(vec![p]), StartPosition::Earliest, ConsumerConfig::default())
-            .await
-            .expect("consumer");
-        let (mut next, deadline) = (0, tokio::time::Instant::now() + Duration::from_secs(60));
-        while next <= last {
-            assert!(tokio::time::Instant::now() < deadline, "partition {p}: read stalled at offset {next}");
-            for r in consumer.poll(Duration::from_millis(500)).await.unwrap_or_default() {
-                assert_eq!(r.offset, next, "partition {p}: dense from offset 0");
-                if let Some(v) = want.get(&r.offset) {
-                    assert_eq!(&r.value, *v, "partition {p} offset {} holds what was acknowledged", r.offset);
-                }
-                next += 1;
-            }
-        }
-    }
+    assert_read_back(&client, &acked, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +175,7 @@ async fn a_node_dead_past_replace_dead_after_is_replaced() {
     client.admin().add_node(4, &address).await.expect("add node 4");
     client.admin().create_topic(TOPIC, 2, 3, 0, 0).await.expect("create topic");
     let producer = client.producer(ProducerConfig::default()).expect("producer");
-    let mut acked = BTreeMap::new();
+    let mut acked = Acked::new();
     for i in 0..100u32 {
         let value = format!("r{i}");
         let a = producer.send(TOPIC, ProducerRecord::new(value.clone()).key(value.clone())).await.expect("send");
@@ -210,23 +191,5 @@ async fn a_node_dead_past_replace_dead_after_is_replaced() {
         (ids == [(1, true), (2, true), (4, true)] && moved).then_some(())
     })
     .await;
-    for p in 0..2u32 {
-        let want: BTreeMap<u64, &Vec<u8>> =
-            acked.iter().filter(|((part, _), _)| *part == p).map(|((_, o), v)| (*o, v)).collect();
-        let mut consumer = client
-            .consumer(TOPIC, Some(vec![p]), StartPosition::Earliest, ConsumerConfig::default())
-            .await
-            .expect("consumer");
-        let mut seen = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while seen.len() < want.len() {
-            assert!(tokio::time::Instant::now() < deadline, "partition {p}: read {} of {}", seen.len(), want.len());
-            for r in consumer.poll(Duration::from_millis(500)).await.unwrap_or_default() {
-                seen.insert(r.offset, r.value);
-            }
-        }
-        for (offset, value) in want {
-            assert_eq!(seen.get(&offset).map(|b| &b[..]), Some(&value[..]), "partition {p} offset {offset} survived");
-        }
-    }
+    assert_read_back(&client, &acked, 2).await;
 }

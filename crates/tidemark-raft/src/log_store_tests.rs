@@ -52,3 +52,25 @@ async fn a_crash_after_purge_keeps_the_purged_mark_with_the_deletes() {
     let left = store.try_get_log_entries(first..10).await.unwrap();
     assert_eq!(left.len() as u64, 10 - first, "every entry after the mark is there");
 }
+
+/// A crash between the durable purged mark and the (unsynced) deletes can leave entries
+/// at or below the mark, even all of them below it when a follower purged to a snapshot
+/// past its log. The restarted log must start after the mark, with those entries gone.
+#[tokio::test]
+async fn entries_left_below_the_purged_mark_by_a_crash_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = MemoryEngine::new();
+    let (engine, mut store) = open(dir.path(), &state);
+    let mut batch = WriteBatch::new();
+    for i in 0..=49 {
+        batch.put(log_key(9, i).to_vec(), encode(&entry(i)).unwrap());
+    }
+    engine.write(LOG_TREE, batch).unwrap();
+    // The mark of a purge to index 53 made durable; the deletes lost.
+    store.write_state(PURGED, &entry(53).log_id()).unwrap();
+    engine.flush().unwrap();
+    let st = store.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id.map(|id| id.index()), Some(53));
+    assert_eq!(st.last_log_id.map(|id| id.index()), Some(53), "the log never ends below its purged mark");
+    assert!(store.try_get_log_entries(0..54).await.unwrap().is_empty(), "the stale entries are gone");
+}

@@ -77,17 +77,7 @@ impl Admin for AdminApi {
         _: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let view = self.broker.cluster_status().map_err(to_status)?;
-        let nodes = view
-            .nodes
-            .into_iter()
-            .map(|n| NodeInfo {
-                id: n.id,
-                address: n.address,
-                alive: n.alive,
-                cluster_address: n.cluster_address,
-                voter: n.voter,
-            })
-            .collect();
+        let nodes = view.nodes.into_iter().map(crate::status::node_info).collect();
         Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: view.metadata_leader.unwrap_or(0) }))
     }
 

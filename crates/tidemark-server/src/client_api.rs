@@ -146,17 +146,7 @@ impl Tidemark for ClientApi {
             Err(_) => (self.broker.node_statuses(|_| true), self.broker.metadata_leader()),
         };
         // Clients can use only nodes whose client address is known.
-        let nodes = statuses
-            .into_iter()
-            .filter(|n| !n.address.is_empty())
-            .map(|n| NodeInfo {
-                id: n.id,
-                address: n.address,
-                alive: n.alive,
-                cluster_address: n.cluster_address,
-                voter: n.voter,
-            })
-            .collect();
+        let nodes = statuses.into_iter().filter(|n| !n.address.is_empty()).map(crate::status::node_info).collect();
         Ok(Response::new(MetadataResponse { nodes, topics, metadata_leader: leader.unwrap_or(0) }))
     }
 }
