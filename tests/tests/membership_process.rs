@@ -154,9 +154,13 @@ async fn a_voter_is_removed_while_written_and_a_learner_takes_its_vote() {
     let acked = producing.await.expect("producer task");
     assert!(acked.len() > 20, "the producer made progress across the removal ({} acked)", acked.len());
 
-    let status = client.admin().cluster_status().await.expect("status");
-    let ids: Vec<(u64, bool)> = status.nodes.iter().map(|n| (n.id, n.voter)).collect();
-    assert_eq!(ids, [(1, true), (3, true), (4, true)], "node 4 took node 2's vote");
+    // The last membership change settles (its joint phase lists the old voters too).
+    eventually("node 4 to take node 2's vote", Duration::from_secs(20), async || {
+        let status = client.admin().cluster_status().await.ok()?;
+        let ids: Vec<(u64, bool)> = status.nodes.iter().map(|n| (n.id, n.voter)).collect();
+        (ids == [(1, true), (3, true), (4, true)]).then_some(())
+    })
+    .await;
     let d = client.admin().describe_topic(TOPIC).await.expect("describe");
     assert!(d.partitions.iter().all(|p| !p.replicas.contains(&2) && p.moving_to.is_empty()), "{d:?}");
     // Node 2's process can stop; with node 1 gone too, nodes 3 and 4 serve everything.

@@ -458,6 +458,10 @@ impl Broker {
                 let leader = f.leader_id.and_then(|id| Some((id, self.node_addr(id)?)));
                 BrokerError::NotLeader { what, leader }
             }
+            // Right after the cluster forms, or while another change commits: retriable.
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                openraft::error::ChangeMembershipError::InProgress(e),
+            )) => BrokerError::Unavailable(format!("{what}: a membership change is still committing ({e}); retry")),
             RaftError::APIError(e) => BrokerError::Internal(format!("{what}: {e}")),
             RaftError::Fatal(e) => BrokerError::Unavailable(format!("{what} stopped on this node: {e}")),
         }

@@ -122,6 +122,14 @@ impl Broker {
         }
         let (voters, all) = self.meta_membership();
         if !all.contains(&id) {
+            // Gone from the membership; an earlier call may have stopped before this.
+            let known = {
+                let meta = self.meta.read();
+                meta.draining.contains(&id) || meta.client_addrs.contains_key(&id)
+            };
+            if known {
+                self.meta_write(MetaCommand::Forget { node: id }).await?;
+            }
             return Ok(None);
         }
         let remaining: Vec<NodeId> = all.iter().copied().filter(|n| *n != id).collect();
@@ -200,8 +208,8 @@ impl Broker {
         Ok(holding)
     }
 
-    /// Records that `topic`'s `partition` moves to `replicas` (see `moves.rs`); the
-    /// current replicas cancel a move that has not swapped yet.
+    /// Records that `topic`'s `partition` moves to `replicas` (see `moves.rs`). Asking
+    /// again for the move in progress is a no-op; another is refused until it completes.
     pub async fn reassign(&self, topic: &str, partition: PartitionId, replicas: Vec<NodeId>) -> Result<TopicMeta> {
         let t = self.topic(topic)?;
         let Some(current) = t.replicas.get(partition as usize) else {
@@ -227,14 +235,22 @@ impl Broker {
                 "node {stranger} is not a member of the cluster (add it first: tidemark cluster add-node)"
             )));
         }
-        if let Some(moving) = t.moves.get(&partition).filter(|m| **m != replicas && *current != replicas) {
-            return Err(BrokerError::InvalidRequest(format!(
-                "{topic}/{partition} is already moving to {moving:?}; wait for it, or cancel it by asking for \
-                 the current replicas {current:?}"
-            )));
+        let already = |moving: &Vec<NodeId>| {
+            BrokerError::InvalidRequest(format!(
+                "{topic}/{partition} is already moving to {moving:?}; wait until it completes (a move is not \
+                 cancelled once started: its swap may be under way), then move it again"
+            ))
+        };
+        if let Some(moving) = t.moves.get(&partition).filter(|m| **m != replicas) {
+            return Err(already(moving));
         }
         match self.meta_write(MetaCommand::Reassign { topic: topic.into(), partition, replicas }).await? {
             MetaResponse::Altered(t) => Ok(t),
+            // Another move was recorded meanwhile.
+            MetaResponse::Exists => {
+                let moving = self.topic(topic)?.moves.get(&partition).cloned().unwrap_or_default();
+                Err(already(&moving))
+            }
             _ => Err(BrokerError::UnknownTopic { topic: topic.into() }),
         }
     }

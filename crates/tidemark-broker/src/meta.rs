@@ -107,8 +107,8 @@ pub enum MetaCommand {
         name: String,
         config: TopicConfig,
     },
-    /// Starts moving a partition to `replicas` (or cancels the move, when they are the
-    /// current replicas).
+    /// Starts moving a partition to `replicas` (nothing when they are the current ones;
+    /// refused while it moves elsewhere).
     Reassign {
         topic: String,
         partition: PartitionId,
@@ -269,10 +269,15 @@ impl MetaLogic {
             MetaCommand::Reassign { topic, partition, replicas } => {
                 let Some(t) = state.topics.get_mut(&topic) else { return MetaResponse::Missing };
                 let Some(current) = t.replicas.get(partition as usize) else { return MetaResponse::Missing };
-                if *current == replicas {
-                    t.moves.remove(&partition);
-                } else {
-                    t.moves.insert(partition, replicas);
+                // A move is never replaced or cancelled: its swap may be under way, and
+                // the nodes it adds must keep hosting the group until it completes.
+                match t.moves.get(&partition) {
+                    Some(moving) if *moving != replicas => return MetaResponse::Exists,
+                    Some(_) => {}
+                    None if *current == replicas => {}
+                    None => {
+                        t.moves.insert(partition, replicas);
+                    }
                 }
                 MetaResponse::Altered(t.clone())
             }
@@ -327,6 +332,30 @@ mod tests {
         }
         assert_eq!(&leaders[1..], &[2, 2, 2]);
         assert_eq!(place(&[1, 2, 3], 1, 1, 1), vec![vec![2]]);
+    }
+
+    #[test]
+    fn a_move_is_neither_replaced_nor_cancelled_until_it_completes() {
+        let shared = MetaShared::new();
+        let mut logic = MetaLogic(shared.clone());
+        let name = TopicName::new("t").unwrap();
+        let create = MetaCommand::CreateTopic { name, replicas: vec![vec![1, 2, 3]], config: TopicConfig::default() };
+        logic.apply(1, &create.encode());
+        let apply = |logic: &mut MetaLogic, cmd: MetaCommand| -> MetaResponse {
+            bincode::deserialize(&logic.apply(2, &cmd.encode()).0).unwrap()
+        };
+        let reassign = |r: Vec<NodeId>| MetaCommand::Reassign { topic: "t".into(), partition: 0, replicas: r };
+        assert!(matches!(apply(&mut logic, reassign(vec![2, 3, 4])), MetaResponse::Altered(_)));
+        assert!(matches!(apply(&mut logic, reassign(vec![2, 3, 5])), MetaResponse::Exists), "not replaced");
+        assert!(matches!(apply(&mut logic, reassign(vec![1, 2, 3])), MetaResponse::Exists), "not cancelled");
+        assert!(matches!(apply(&mut logic, reassign(vec![2, 3, 4])), MetaResponse::Altered(_)), "asked again");
+        assert_eq!(shared.read().topics["t"].hosts(0), vec![1, 2, 3, 4], "old and new replicas host it meanwhile");
+        let wrong = MetaCommand::CompleteMove { topic: "t".into(), partition: 0, replicas: vec![2, 3, 5] };
+        assert!(matches!(apply(&mut logic, wrong), MetaResponse::Missing), "only the move in progress completes");
+        let done = MetaCommand::CompleteMove { topic: "t".into(), partition: 0, replicas: vec![2, 3, 4] };
+        assert!(matches!(apply(&mut logic, done), MetaResponse::Altered(_)));
+        let t = &shared.read().topics["t"];
+        assert_eq!((t.replicas[0].clone(), t.moves.len()), (vec![2, 3, 4], 0));
     }
 
     #[test]

@@ -47,31 +47,17 @@ pub async fn run(broker: Weak<Broker>) {
 
 impl Broker {
     async fn advance_moves(&self) {
-        for topic in self.topics() {
-            for partition in 0..topic.partition_count() {
+        for topic in self.topics().into_iter().filter(|t| !t.moves.is_empty()) {
+            for (&partition, target) in &topic.moves {
                 let Some(replica) = self.local_replica(topic.group(partition)) else { continue };
-                let (leads, strays) = {
+                let leads = {
                     let m = replica.raft.metrics().borrow_watched().clone();
-                    let membership = m.membership_config.membership();
-                    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-                    let strays: BTreeSet<NodeId> =
-                        membership.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect();
-                    (m.state == ServerState::Leader && m.current_leader == Some(self.node_id()), strays)
+                    m.state == ServerState::Leader && m.current_leader == Some(self.node_id())
                 };
-                if !leads {
-                    continue;
-                }
-                let outcome = match topic.moves.get(&partition) {
-                    Some(target) => self.advance_move(&topic, partition, target, &replica).await,
-                    // A learner left over from a cancelled move: nothing hosts it any more.
-                    None if !strays.is_empty() => {
-                        let gone = openraft::ChangeMembers::RemoveNodes(strays);
-                        replica.raft.change_membership(gone, false).await.map(drop).map_err(|e| e.to_string())
+                if leads {
+                    if let Err(error) = self.advance_move(&topic, partition, target, &replica).await {
+                        tracing::debug!(topic = %topic.name, partition, %error, "partition move waits");
                     }
-                    None => Ok(()),
-                };
-                if let Err(error) = outcome {
-                    tracing::debug!(topic = %topic.name, partition, %error, "partition move waits");
                 }
             }
         }

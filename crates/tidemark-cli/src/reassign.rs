@@ -14,11 +14,10 @@ pub struct ReassignArgs {
     /// The partition to move.
     #[arg(long)]
     pub partition: u32,
-    /// Its new replicas, as many as it has now; the first is the preferred leader. The
-    /// current replicas cancel a move that has not swapped yet.
+    /// Its new replicas, as many as it has now; the first is the preferred leader.
     #[arg(long, value_delimiter = ',', required = true)]
     pub replicas: Vec<u64>,
-    /// Wait until the move is complete (exit 0) or was cancelled (non-zero), showing
+    /// Wait until the move is complete (exit 0) or ended elsewhere (non-zero), showing
     /// progress; without it the command returns once the move is recorded.
     #[arg(long)]
     pub wait: bool,
@@ -115,7 +114,7 @@ fn partition(partitions: &[PartitionDescription], p: u32) -> anyhow::Result<&Par
 }
 
 /// Polls until the partition is no longer moving: done when it has the replicas asked
-/// for, an error when the move was cancelled or the wait timed out.
+/// for, an error when it ended without them (the topic deleted, say) or the wait timed out.
 async fn wait_for_move(admin: &Admin, a: &ReassignArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let bar = spinner(String::new());
@@ -125,7 +124,7 @@ async fn wait_for_move(admin: &Admin, a: &ReassignArgs) -> anyhow::Result<()> {
         if p.moving_to.is_empty() {
             bar.finish_and_clear();
             if p.replicas != a.replicas {
-                anyhow::bail!("the move was cancelled: {}/{} stays on {}", a.topic, a.partition, id_list(&p.replicas));
+                anyhow::bail!("the move ended elsewhere: {}/{} is on {}", a.topic, a.partition, id_list(&p.replicas));
             }
             return Ok(());
         }

@@ -48,7 +48,7 @@ pub enum TopicCommand {
     /// Move one partition to other nodes (as many as it has now), while it serves.
     #[command(after_help = "Examples:\n  \
         tidemark topic reassign orders --partition 0 --replicas 1,2,4 --wait\n  \
-        tidemark topic reassign orders --partition 0 --replicas 1,2,3   # cancel, if not swapped yet\n\n\
+        tidemark topic reassign orders --partition 0 --replicas 1,2,4   # returns at once\n\n\
         New replicas join the partition's Raft group as learners and copy its data while it\n\
         goes on serving; once they have caught up, one joint membership change swaps them in,\n\
         and the replicas that left delete their copy. Every replica must be a member of the\n\

@@ -260,7 +260,8 @@ impl Admin {
 
     /// Starts moving `topic`/`partition` to `replicas` (as many as it has; the first is
     /// the preferred leader). Returns at once; the partition's `moving_to` shows the move
-    /// until it completes. The current replicas cancel a move that has not swapped yet.
+    /// until it completes. A move in progress is not cancelled or replaced: asking for it
+    /// again is a no-op, another move is refused until it completes.
     pub async fn reassign_partition(
         &self,
         topic: &str,
