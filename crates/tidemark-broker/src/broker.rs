@@ -161,8 +161,10 @@ impl Broker {
     /// On the very first start the lowest-numbered peer proposes the initial membership
     /// (the peers list) at once; the others wait a few election timeouts and propose the
     /// same membership only if nobody reached them, so the cluster forms even when node 1
-    /// is down, without an election storm when all start together. A node that already
-    /// has state skips this.
+    /// is down (possible when every node was given `--cluster-id`; otherwise agreeing on
+    /// the id already needed every node, see tidemark-server's cluster.rs), without an
+    /// election storm when all start together. A node that already has state, or one
+    /// joining a running cluster, skips this.
     async fn form_cluster(&self) -> Result<()> {
         let initialized = self.meta_raft.is_initialized().await.map_err(|e| BrokerError::Internal(e.to_string()))?;
         // A node repairing after disk damage has lost its copy of the membership, but the
