@@ -94,7 +94,8 @@ impl Metrics {
     pub fn render(&self, broker: &Broker) -> String {
         let mut r = Registry::with_prefix("tidemark");
         r.register("requests", "Client requests served, by API and outcome", self.requests.clone());
-        r.register("request_duration_seconds", "Time to serve a client request", self.latency.clone());
+        let help = "Time to serve a client request (a fetch includes its long-poll wait for new records)";
+        r.register("request_duration_seconds", help, self.latency.clone());
         r.register("records", "Records produced or fetched", self.records.clone());
         r.register("bytes", "Record batch bytes produced or fetched", self.bytes.clone());
         register_node(&mut r, broker);
