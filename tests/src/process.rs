@@ -30,6 +30,8 @@ pub struct ProcessCluster {
     extra: Vec<String>,
     /// How many nodes formed the cluster; later ones joined it (`serve --join`).
     founders: usize,
+    /// With TLS: the directory of the nodes' certificates (see `DevTls`).
+    tls: Option<PathBuf>,
 }
 
 impl ProcessCluster {
@@ -39,11 +41,18 @@ impl ProcessCluster {
 
     /// Like [`Self::start`], with extra `serve` flags for every node.
     pub fn start_with(n: usize, extra: &[&str]) -> anyhow::Result<ProcessCluster> {
+        Self::start_tls(n, extra, None)
+    }
+
+    /// Like [`Self::start_with`]; with `tls`, every node serves TLS with its certificate
+    /// from that directory (`node-<id>.pem`, `node-<id>.key`, `ca.pem`: see `DevTls`).
+    pub fn start_tls(n: usize, extra: &[&str], tls: Option<PathBuf>) -> anyhow::Result<ProcessCluster> {
         crate::init_logging();
         let (addrs, cluster_addrs, peers) = crate::local_addresses(n);
         let extra = extra.iter().map(|s| s.to_string()).collect();
         let dir = tempfile::tempdir()?;
-        let mut c = ProcessCluster { dir, addrs, cluster_addrs, children: Vec::new(), peers, extra, founders: n };
+        let children = Vec::new();
+        let mut c = ProcessCluster { dir, addrs, cluster_addrs, children, peers, extra, founders: n, tls };
         for i in 0..n {
             let child = c.spawn(i)?;
             c.children.push(Some(child));
@@ -55,8 +64,17 @@ impl ProcessCluster {
         let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", i + 1)))?;
         let joins = ["--join", self.cluster_addrs[0].as_str()];
         let forms = ["--peers", self.peers.as_str()];
+        let mut tls: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(dir) = &self.tls {
+            let id = i + 1;
+            let files = [("--tls-cert", format!("node-{id}.pem")), ("--tls-key", format!("node-{id}.key"))];
+            for (flag, file) in files.into_iter().chain([("--tls-ca", "ca.pem".to_string())]) {
+                tls.extend([flag.into(), dir.join(file).into_os_string()]);
+            }
+        }
         let child = Command::new(tidemark_binary())
             .args(["serve", "--id", &(i + 1).to_string(), "--listen", &self.addrs[i]])
+            .args(tls)
             .args(["--cluster-listen", &self.cluster_addrs[i]])
             .args(if i < self.founders { forms } else { joins })
             .arg("--data-dir")

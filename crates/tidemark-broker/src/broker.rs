@@ -57,6 +57,9 @@ pub struct BrokerConfig {
     pub replace_dead_after: Option<Duration>,
     /// What the whole cluster may hold (checked by the metadata leader).
     pub cluster_limits: ClusterLimits,
+    /// TLS for this node's connections to the others (its certificate as the client
+    /// identity); None: plaintext. Rotated through [`Broker::peer_pool`].
+    pub peer_tls: Option<tidemark_raft::ClientTls>,
 }
 
 /// Limits no client can take the cluster past.
@@ -130,7 +133,7 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Internal(format!("starting the repair after disk damage: {e}")))?;
         let repairs = Arc::new(Repairs::default());
-        let pool = PeerPool::new(node, cfg.cluster_id.clone());
+        let pool = PeerPool::with_tls(node, cfg.cluster_id.clone(), cfg.peer_tls.clone());
         let ctx = GroupContext { node_id: node, engine, flusher, pool, config, checkpoints, repairs: repairs.clone() };
         let meta = MetaShared::new();
         let meta_raft =

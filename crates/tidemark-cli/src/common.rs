@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use anyhow::Context;
-use tidemark_client::{Client, ClientConfig};
+use std::path::PathBuf;
+
+use tidemark_client::{Client, ClientConfig, ClientTls};
 
 /// Where to find the cluster.
 #[derive(Debug, Clone, clap::Args)]
@@ -12,6 +14,38 @@ pub struct ClientArgs {
     /// rest of the cluster is discovered from it.
     #[arg(long, env = "TIDEMARK_BOOTSTRAP", default_value = "127.0.0.1:9092", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How to reach nodes that serve TLS (`tidemark serve --tls-cert`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Connect with TLS, trusting the public web PKI unless --tls-ca is given. Implied by
+    /// --tls-ca and --tls-cert.
+    #[arg(long, env = "TIDEMARK_TLS")]
+    pub tls: bool,
+    /// PEM CA certificate that signed the nodes' certificates (TLS on).
+    #[arg(long, env = "TIDEMARK_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for nodes that ask for one (--tls-client-auth); TLS on.
+    #[arg(long, env = "TIDEMARK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TIDEMARK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The SDK's TLS settings, or None for plaintext.
+    pub fn client_tls(&self) -> anyhow::Result<Option<ClientTls>> {
+        if !self.tls && self.tls_ca.is_none() && self.tls_cert.is_none() {
+            return Ok(None);
+        }
+        let tls = ClientTls::from_files(self.tls_ca.as_deref(), self.tls_cert.as_deref(), self.tls_key.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        Ok(Some(tls))
+    }
 }
 
 impl ClientArgs {
@@ -19,7 +53,8 @@ impl ClientArgs {
     pub fn client(&self) -> anyhow::Result<Client> {
         let bootstrap: Vec<String> =
             self.bootstrap.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        Client::new(ClientConfig::new(bootstrap)).context("bad --bootstrap (or TIDEMARK_BOOTSTRAP)")
+        let config = ClientConfig { tls: self.tls.client_tls()?, ..ClientConfig::new(bootstrap) };
+        Client::new(config).context("bad --bootstrap (or TIDEMARK_BOOTSTRAP)")
     }
 }
 

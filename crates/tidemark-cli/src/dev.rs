@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
+use tidemark_server::tls::ClientAuth;
 use tidemark_server::NodeConfig;
+
+use tidemark_server::dev_certs::DevTls;
 
 /// Start a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops it).
 #[derive(Debug, Clone, clap::Args)]
@@ -12,6 +15,7 @@ use tidemark_server::NodeConfig;
                                      # 127.0.0.1:9192-9194 between nodes, fresh temp data
   tidemark dev --data-dir ./dev-data # keep the data across runs
   tidemark dev --nodes 1 --base-port 7000
+  tidemark dev --tls                 # mutual TLS with a throwaway CA; prints the client settings
 
 Then, in another terminal:
   tidemark topic create orders --partitions 3 --replication-factor 3
@@ -27,6 +31,11 @@ pub struct DevArgs {
     /// base-port + 100 + i - 1.
     #[arg(long, default_value_t = 9092)]
     pub base_port: u16,
+    /// Mutual TLS on every listener, with a throwaway CA and certificates made in
+    /// DATA_DIR/tls (kept with a kept --data-dir). Clients need the printed
+    /// TIDEMARK_TLS_* settings.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -39,12 +48,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr = |i: u64| format!("127.0.0.1:{}", args.base_port as u64 + i - 1);
     let cluster_addr = |i: u64| format!("127.0.0.1:{}", args.base_port as u64 + 100 + i - 1);
     let peers: Vec<String> = (1..=args.nodes).map(|i| format!("{i}={}", cluster_addr(i))).collect();
+    let tls =
+        args.tls.then(|| DevTls::ensure(&root.join("tls"), args.nodes)).transpose().map_err(anyhow::Error::msg)?;
+    let path = |p: PathBuf| p.display().to_string();
     let configs = (1..=args.nodes).map(|i| NodeConfig {
         id: i,
         listen: addr(i),
         cluster_listen: if args.nodes > 1 { cluster_addr(i) } else { String::new() },
         data_dir: root.join(format!("node-{i}")),
         peers: peers.join(","),
+        tls_cert: tls.as_ref().map(|t| path(t.node_cert(i))).unwrap_or_default(),
+        tls_key: tls.as_ref().map(|t| path(t.node_key(i))).unwrap_or_default(),
+        tls_ca: tls.as_ref().map(|t| path(t.ca())).unwrap_or_default(),
+        tls_client_auth: if tls.is_some() { ClientAuth::Required } else { ClientAuth::None },
         ..NodeConfig::default()
     });
     // Together: a new cluster forms once every node answers on its cluster address.
@@ -62,6 +78,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("tidemark dev cluster of {} node(s) is up; data in {}", args.nodes, root.display());
     println!("bootstrap: {}", bootstrap.join(","));
+    if let Some(tls) = &tls {
+        println!("mutual TLS: clients need a certificate from the dev CA; in your shell:");
+        println!(
+            "  export TIDEMARK_TLS_CA={} TIDEMARK_TLS_CERT={} TIDEMARK_TLS_KEY={}",
+            tls.ca().display(),
+            tls.client_cert().display(),
+            tls.client_key().display()
+        );
+    }
     println!("try: tidemark topic create demo --partitions 3 --replication-factor {}", args.nodes.min(3));
     println!("press Ctrl-C to stop");
     for node in nodes {

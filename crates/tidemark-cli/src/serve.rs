@@ -115,6 +115,25 @@ pub struct ServeArgs {
     /// every node.
     #[arg(long, env = "TIDEMARK_MAX_PARTITIONS")]
     pub max_partitions: Option<u32>,
+    /// PEM certificate chain this node presents to clients and to the other nodes (with
+    /// both the serverAuth and clientAuth uses; its names must match --advertise and
+    /// --cluster-listen hosts). Turns TLS on for both listeners. `tidemark dev --tls`
+    /// shows how such certificates look.
+    #[arg(long, env = "TIDEMARK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TIDEMARK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<String>,
+    /// PEM CA certificate(s) that signed the node certificates, and the client
+    /// certificates when --tls-client-auth asks for them. Required with TLS in a cluster:
+    /// nodes accept each other only with certificates from it. The three files are re-read
+    /// every 5 s, so certificates rotate without a restart.
+    #[arg(long, env = "TIDEMARK_TLS_CA")]
+    pub tls_ca: Option<String>,
+    /// Whether clients must show a certificate signed by --tls-ca: none (default),
+    /// optional or required (mutual TLS).
+    #[arg(long, env = "TIDEMARK_TLS_CLIENT_AUTH", value_name = "none|optional|required")]
+    pub tls_client_auth: Option<tidemark_server::tls::ClientAuth>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -197,6 +216,18 @@ impl ServeArgs {
         if let Some(addr) = &self.metrics_listen {
             c.metrics_listen = addr.clone();
         }
+        if let Some(path) = &self.tls_cert {
+            c.tls_cert = path.clone();
+        }
+        if let Some(path) = &self.tls_key {
+            c.tls_key = path.clone();
+        }
+        if let Some(path) = &self.tls_ca {
+            c.tls_ca = path.clone();
+        }
+        if let Some(auth) = self.tls_client_auth {
+            c.tls_client_auth = auth;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -223,7 +254,13 @@ pub async fn start_node(config: NodeConfig) -> anyhow::Result<Node> {
     let engine = tidemark_server::open_storage(&config)
         .with_context(|| format!("cannot open storage in {} (is another node using it?)", config.data_dir.display()))?;
     let node = Node::start(config.clone(), Arc::new(engine), shutdown_signal()).await?;
-    eprintln!("tidemark node {} listening on {} (data in {})", config.id, config.listen, config.data_dir.display());
+    let tls = if config.tls_cert.is_empty() { "plaintext" } else { "TLS" };
+    eprintln!(
+        "tidemark node {} listening on {} ({tls}; data in {})",
+        config.id,
+        config.listen,
+        config.data_dir.display()
+    );
     Ok(node)
 }
 

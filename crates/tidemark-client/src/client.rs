@@ -45,7 +45,7 @@ impl Client {
     /// Checks the config; connects lazily on first use.
     pub fn new(config: ClientConfig) -> Result<Client> {
         config.validate()?;
-        let connections = Connections::new(config.connect_timeout);
+        let connections = Connections::new(config.connect_timeout, config.tls.clone());
         let inner = Inner {
             config,
             connections,

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub use tidemark_proto::tls::ClientTls;
+
 use crate::error::{ClientError, Result};
 
 /// Where the cluster is and how patiently to talk to it.
@@ -34,6 +36,10 @@ pub struct ClientConfig {
     pub topic_ready_timeout: Duration,
     /// The largest gRPC message accepted (fetch responses carry whole batches).
     pub max_message_bytes: usize,
+    /// TLS to the nodes (`None`, the default: plaintext). Set it for nodes started with
+    /// `--tls-cert`; give it a client certificate for nodes that ask for one
+    /// (`--tls-client-auth`). See [`ClientTls::from_files`].
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -49,6 +55,7 @@ impl Default for ClientConfig {
             unknown_topic_timeout: Duration::from_secs(5),
             topic_ready_timeout: Duration::from_secs(15),
             max_message_bytes: 64 << 20,
+            tls: None,
         }
     }
 }

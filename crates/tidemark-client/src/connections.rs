@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tidemark_proto::tls::ClientTls;
+use tonic::transport::Channel;
 
 use crate::error::{ClientError, Result};
 
@@ -18,11 +19,12 @@ use crate::error::{ClientError, Result};
 pub(crate) struct Connections {
     channels: Mutex<HashMap<String, Channel>>,
     connect_timeout: Duration,
+    tls: Option<ClientTls>,
 }
 
 impl Connections {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
-        Connections { channels: Mutex::new(HashMap::new()), connect_timeout }
+    pub(crate) fn new(connect_timeout: Duration, tls: Option<ClientTls>) -> Self {
+        Connections { channels: Mutex::new(HashMap::new()), connect_timeout, tls }
     }
 
     /// The channel to `addr` (`HOST:PORT`), created on first use and reused after.
@@ -31,8 +33,8 @@ impl Connections {
         if let Some(ch) = channels.get(addr) {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ClientError::InvalidArgument(format!("node address {addr:?} is not HOST:PORT: {e}")))?
+        let endpoint = ClientTls::endpoint(self.tls.as_ref(), addr)
+            .map_err(|e| ClientError::InvalidArgument(format!("node address {addr:?}: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(self.connect_timeout);
         let ch = endpoint.connect_lazy();
@@ -52,7 +54,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_channel_per_address() {
-        let c = Connections::new(Duration::from_secs(1));
+        let c = Connections::new(Duration::from_secs(1), None);
         c.channel("127.0.0.1:1").unwrap();
         c.channel("127.0.0.1:1").unwrap();
         c.channel("127.0.0.1:2").unwrap();

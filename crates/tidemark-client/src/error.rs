@@ -28,6 +28,10 @@ pub enum ClientError {
          Check the bootstrap addresses (--bootstrap or TIDEMARK_BOOTSTRAP)"
     )]
     Transport { address: String, message: String },
+    /// The TLS handshake with the node failed, or one side spoke TLS and the other did not:
+    /// a settings mismatch that retrying cannot mend. `hint` says what to change.
+    #[error("TLS with the node at {address} failed: {message}. {hint}")]
+    Tls { address: String, message: String, hint: &'static str },
     /// A gRPC status without a Tidemark code: a proxy, a non-Tidemark server, or a
     /// transport failure tonic reported as a status.
     #[error("gRPC error from {address}: {code:?}: {message}")]
@@ -59,12 +63,16 @@ impl ClientError {
                 expected_sequence: expected_sequence_of(status),
             };
         }
+        let message = with_sources(status);
+        if let Some(hint) = tls_hint(&message) {
+            return ClientError::Tls { address: address.to_string(), message, hint };
+        }
         // Tidemark servers tag every error they raise, so an untagged UNAVAILABLE comes from
         // the transport (connection refused, reset, not yet connected).
         if status.code() == Code::Unavailable {
-            return ClientError::Transport { address: address.to_string(), message: with_sources(status) };
+            return ClientError::Transport { address: address.to_string(), message };
         }
-        ClientError::Grpc { address: address.to_string(), code: status.code(), message: status.message().to_string() }
+        ClientError::Grpc { address: address.to_string(), code: status.code(), message }
     }
 
     /// A Tidemark error raised on the client side, in the server's terms.
@@ -104,7 +112,10 @@ impl ClientError {
                     | Code::ResourceExhausted
             ),
             ClientError::Timeout { .. } => true,
-            ClientError::InvalidArgument(_) | ClientError::Protocol(_) | ClientError::Closed => false,
+            ClientError::InvalidArgument(_)
+            | ClientError::Protocol(_)
+            | ClientError::Closed
+            | ClientError::Tls { .. } => false,
         }
     }
 
@@ -141,6 +152,39 @@ impl ClientError {
     }
 }
 
+/// What to change when `message` (a status with its causes) shows a TLS mismatch. The
+/// texts are rustls's and h2's: there is no structured error to match across tonic.
+fn tls_hint(message: &str) -> Option<&'static str> {
+    const HINTS: [(&[&str], &str); 5] = [
+        (
+            // The node's alert: it refused this client's certificate, or its lack of one.
+            &["received fatal alert"],
+            "The node requires a client certificate signed by its CA: give --tls-cert and --tls-key \
+             (TIDEMARK_TLS_CERT, TIDEMARK_TLS_KEY), or ClientTls::identity in the SDK",
+        ),
+        (
+            &["UnknownIssuer", "invalid peer certificate"],
+            "The node's certificate is not signed by a CA this client trusts: give that CA with --tls-ca \
+             (TIDEMARK_TLS_CA), or ClientTls::ca_pem in the SDK",
+        ),
+        (
+            &["NotValidForName"],
+            "The node's certificate does not name the address this client used: connect by a name or IP the \
+             certificate holds (the node's --advertise), or reissue it with that name",
+        ),
+        (
+            &["InvalidContentType", "corrupt message", "wrong version number"],
+            "The node does not speak TLS: connect without --tls, --tls-ca and --tls-cert (TIDEMARK_TLS*)",
+        ),
+        (
+            &["frame with invalid size", "h2 protocol error"],
+            "The node may serve TLS (serve --tls-cert) while this client does not: connect with --tls-ca \
+             (TIDEMARK_TLS_CA) or --tls",
+        ),
+    ];
+    HINTS.iter().find(|(needles, _)| needles.iter().any(|n| message.contains(n))).map(|(_, hint)| *hint)
+}
+
 /// The status message followed by its causes ("tcp connect error: Connection refused"),
 /// since the message alone rarely says what actually went wrong.
 fn with_sources(status: &Status) -> String {
@@ -163,6 +207,18 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 mod tests {
     use super::*;
     use tidemark_proto::error::status;
+
+    #[test]
+    fn tls_mismatches_are_named_and_not_retried() {
+        let s = Status::unknown("transport error: connection error: received fatal alert: CertificateRequired");
+        let e = ClientError::from_status(&s, "a:1");
+        assert!(!e.is_retriable());
+        assert!(e.to_string().contains("--tls-cert"), "{e}");
+        let s = Status::internal("h2 protocol error: http2 error: frame with invalid size");
+        assert!(ClientError::from_status(&s, "a:1").to_string().contains("--tls-ca"));
+        let plain = ClientError::from_status(&Status::unavailable("tcp connect error"), "a:1");
+        assert!(matches!(plain, ClientError::Transport { .. }) && plain.is_retriable());
+    }
 
     #[test]
     fn keeps_code_and_leader_hint() {

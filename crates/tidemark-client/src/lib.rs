@@ -37,7 +37,7 @@ mod producer;
 pub use admin::{Admin, ClusterStatus, NodeStatus, PartitionDescription, TopicDescription, TopicSettings};
 pub use backoff::Backoff;
 pub use client::Client;
-pub use config::{ClientConfig, ConsumerConfig, ProducerConfig, StartPosition, DEFAULT_MAX_BATCH_BYTES};
+pub use config::{ClientConfig, ClientTls, ConsumerConfig, ProducerConfig, StartPosition, DEFAULT_MAX_BATCH_BYTES};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
 pub use groups::{

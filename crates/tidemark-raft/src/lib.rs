@@ -24,6 +24,7 @@ pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerPool};
 pub use repair::Repairs;
 pub use state_machine::{GroupStateMachine, StateMachineLogic};
+pub use tidemark_proto::tls::ClientTls;
 pub use tidemark_proto::v1::RaftRpc;
 pub use transport::GroupRegistry;
 pub use types::{Command, CommandResponse, Raft, TypeConfig};

@@ -18,10 +18,11 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tidemark_proto::tls::ClientTls;
 use tidemark_proto::v1::raft_transport_client::RaftTransportClient;
 use tidemark_proto::v1::{HelloRequest, HelloResponse, RaftRequest, RaftRpc};
 use tidemark_types::{GroupId, NodeId};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::types::{Snapshot, TypeConfig, Vote};
 
@@ -35,6 +36,8 @@ pub struct PeerPool {
     node: NodeId,
     cluster_id: String,
     peers: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// TLS for new channels (None: plaintext); replaced when certificates are rotated.
+    tls: Mutex<Option<ClientTls>>,
     /// Whether each peer answered the last request sent to it. With a peer down, every
     /// group retries it several times a second; this logs one line when it goes away and
     /// one when it is back (openraft's per-group warnings: RUST_LOG=openraft=warn).
@@ -53,6 +56,19 @@ impl PeerPool {
     /// [`PeerPool::hello`] is answered then).
     pub fn new(node: NodeId, cluster_id: impl Into<String>) -> Arc<PeerPool> {
         Arc::new(PeerPool { node, cluster_id: cluster_id.into(), ..Default::default() })
+    }
+
+    /// Like [`PeerPool::new`], with TLS (this node's certificate as its client identity).
+    pub fn with_tls(node: NodeId, cluster_id: impl Into<String>, tls: Option<ClientTls>) -> Arc<PeerPool> {
+        Arc::new(PeerPool { node, cluster_id: cluster_id.into(), tls: Mutex::new(tls), ..Default::default() })
+    }
+
+    /// New TLS material (a rotated certificate): channels made from now on use it, and
+    /// the cached ones are dropped, so every peer is reached with it from its next request
+    /// (requests under way finish on the connection they started on).
+    pub fn set_tls(&self, tls: Option<ClientTls>) {
+        *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = tls;
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -148,7 +164,8 @@ impl PeerPool {
                 return Ok(ch.clone());
             }
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let tls = self.tls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let endpoint = ClientTls::endpoint(tls.as_ref(), addr)
             .map_err(|e| format!("bad address {addr:?} for node {node}: {e}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
@@ -174,8 +191,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = GroupNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GroupNetwork {
-        let channel = self.pool.channel(target, &node.addr);
-        GroupNetwork { group: self.group, target, channel, pool: self.pool.clone() }
+        GroupNetwork { group: self.group, target, addr: node.addr.clone(), pool: self.pool.clone() }
     }
 }
 
@@ -183,7 +199,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct GroupNetwork {
     group: GroupId,
     target: NodeId,
-    channel: Result<Channel, String>,
+    /// Asked of the pool per request (a map lookup), so a rotated certificate or a moved
+    /// peer takes effect without openraft recreating this client.
+    addr: String,
     pool: Arc<PeerPool>,
 }
 
@@ -204,7 +222,7 @@ impl GroupNetwork {
         ttl: Duration,
     ) -> Result<Resp, TransportError> {
         let err = |message: String| TransportError { target: self.target, message };
-        let channel = self.channel.clone().map_err(err)?;
+        let channel = self.pool.channel(self.target, &self.addr).map_err(err)?;
         let payload = bincode::serialize(req).map_err(|e| err(format!("encode: {e}")))?;
         let request = self.pool.request(self.group, rpc, payload);
         let mut client =
@@ -244,7 +262,14 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
-        crate::pipeline::open(self.channel.clone(), self.pool.clone(), self.group, self.target, input, option)
+        crate::pipeline::open(
+            self.pool.channel(self.target, &self.addr),
+            self.pool.clone(),
+            self.group,
+            self.target,
+            input,
+            option,
+        )
     }
 
     async fn vote(

@@ -63,6 +63,7 @@ pub async fn establish(
     config: &NodeConfig,
     identity: &Identity,
     peers: &BTreeMap<NodeId, String>,
+    tls: Option<tidemark_raft::ClientTls>,
 ) -> Result<String, NodeError> {
     let configured = config.cluster_id.as_str();
     let stored = engine.get(TREE, KEY).map_err(storage)?.map(|v| String::from_utf8_lossy(&v).into_owned());
@@ -79,11 +80,11 @@ pub async fn establish(
                 configured.to_string()
             } else if !config.join.is_empty() {
                 let member = BTreeMap::from([(0, config.join.clone())]);
-                discover(identity.node, &member, false).await
+                discover(identity.node, &member, false, tls).await
             } else if peers.len() <= 1 {
                 tidemark_raft::runtime::random_hex(16)
             } else {
-                discover(identity.node, peers, true).await
+                discover(identity.node, peers, true, tls).await
             };
             engine.put(TREE, KEY, id.as_bytes()).map_err(storage)?;
             let flushed = engine.clone();
@@ -98,8 +99,13 @@ pub async fn establish(
 
 /// Asks the peers until one has an id, or, when `may_draw`, until all said they have
 /// none and this node is the one to draw it.
-async fn discover(me: NodeId, peers: &BTreeMap<NodeId, String>, may_draw: bool) -> String {
-    let pool = PeerPool::new(me, "");
+async fn discover(
+    me: NodeId,
+    peers: &BTreeMap<NodeId, String>,
+    may_draw: bool,
+    tls: Option<tidemark_raft::ClientTls>,
+) -> String {
+    let pool = PeerPool::with_tls(me, "", tls);
     let lowest = may_draw && peers.keys().next() == Some(&me);
     let mut last_progress = tokio::time::Instant::now();
     loop {

@@ -81,6 +81,19 @@ pub struct NodeConfig {
     /// Replace a node dead for this many ms: its partitions get new replicas on the other
     /// nodes and it leaves the cluster (0, the default: never; at least 10000).
     pub replace_dead_after_ms: u64,
+    /// PEM certificate chain the node presents on both listeners, and to the other nodes
+    /// as its client certificate (so it needs both the serverAuth and clientAuth uses).
+    /// Empty (the default): no TLS anywhere.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
+    /// PEM CA certificate(s): verifies the other nodes' certificates on the cluster
+    /// listener (always, with TLS and a cluster), and client certificates per
+    /// `tls_client_auth`. The three files are re-read every 5 s: rotate them in place.
+    pub tls_ca: String,
+    /// Whether clients must present a certificate signed by `tls_ca`: none (the default),
+    /// optional or required.
+    pub tls_client_auth: crate::tls::ClientAuth,
 }
 
 impl Default for NodeConfig {
@@ -110,6 +123,10 @@ impl Default for NodeConfig {
             replace_dead_after_ms: 0,
             max_topics: tidemark_broker::ClusterLimits::default().max_topics,
             max_partitions: tidemark_broker::ClusterLimits::default().max_partitions,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_ca: String::new(),
+            tls_client_auth: crate::tls::ClientAuth::None,
         }
     }
 }
@@ -191,6 +208,41 @@ impl NodeConfig {
             election_min_ms: self.election_timeout_min_ms,
             election_max_ms: self.election_timeout_max_ms,
         }
+    }
+
+    /// The TLS files, if TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        (!self.tls_cert.is_empty()).then(|| crate::tls::TlsFiles {
+            cert: self.tls_cert.clone().into(),
+            key: self.tls_key.clone().into(),
+            ca: (!self.tls_ca.is_empty()).then(|| self.tls_ca.clone().into()),
+            client_auth: self.tls_client_auth,
+        })
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        use crate::tls::ClientAuth;
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(invalid("tls_cert", "--tls-cert and --tls-key go together: give both or neither"));
+        }
+        if self.tls_cert.is_empty() && (!self.tls_ca.is_empty() || self.tls_client_auth != ClientAuth::None) {
+            return Err(invalid(
+                "tls_cert",
+                "--tls-ca and --tls-client-auth need TLS on: give the node's --tls-cert and --tls-key too",
+            ));
+        }
+        if self.tls_client_auth != ClientAuth::None && self.tls_ca.is_empty() {
+            return Err(invalid("tls_ca", "--tls-client-auth verifies client certificates against --tls-ca: set it"));
+        }
+        let clustered = self.peer_map().is_ok_and(|p| p.len() > 1) || !self.join.is_empty();
+        if !self.tls_cert.is_empty() && clustered && self.tls_ca.is_empty() {
+            return Err(invalid(
+                "tls_ca",
+                "with TLS, nodes prove who they are to each other with certificates from the cluster CA: \
+                 set --tls-ca to the CA that signed every node's certificate",
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every setting and says what to change.
@@ -286,7 +338,7 @@ impl NodeConfig {
         if self.max_batch_bytes > 64 << 20 {
             return Err(invalid("max_batch_bytes", "must be at most 64 MiB"));
         }
-        Ok(())
+        self.validate_tls()
     }
 }
 
@@ -343,6 +395,26 @@ mod tests {
         assert!(both.validate().unwrap_err().to_string().contains("not both"));
         // A single node forms a cluster of one and needs no cluster listener.
         NodeConfig { id: 1, ..Default::default() }.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_settings_go_together() {
+        let peers = "1=127.0.0.1:9192,2=127.0.0.1:9193".to_string();
+        let c = NodeConfig { id: 1, peers, cluster_listen: "127.0.0.1:9192".into(), ..Default::default() };
+        let with_cert = NodeConfig { tls_cert: "n.pem".into(), ..c.clone() };
+        assert!(with_cert.validate().unwrap_err().to_string().contains("go together"));
+        let with_pair = NodeConfig { tls_key: "n.key".into(), ..with_cert };
+        assert!(with_pair.validate().unwrap_err().to_string().contains("cluster CA"), "a cluster needs the CA");
+        let ok = NodeConfig { tls_ca: "ca.pem".into(), ..with_pair.clone() };
+        ok.validate().unwrap();
+        assert_eq!(ok.tls_files().unwrap().ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        let auth = NodeConfig { tls_client_auth: crate::tls::ClientAuth::Required, ..with_pair };
+        assert!(auth.validate().unwrap_err().to_string().contains("--tls-ca"));
+        let ca_only = NodeConfig { tls_ca: "ca.pem".into(), ..c };
+        assert!(ca_only.validate().unwrap_err().to_string().contains("need TLS on"));
+        assert!(ca_only.tls_files().is_none());
+        let parsed: NodeConfig = toml::from_str("tls_client_auth = \"optional\"").unwrap();
+        assert_eq!(parsed.tls_client_auth, crate::tls::ClientAuth::Optional);
     }
 
     #[test]

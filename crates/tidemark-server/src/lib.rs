@@ -6,12 +6,14 @@ pub mod client_api;
 pub mod cluster;
 pub mod config;
 pub mod describe;
+pub mod dev_certs;
 pub mod groups_api;
 mod http;
 pub mod metrics;
 pub mod node;
 pub mod raft_api;
 pub mod status;
+pub mod tls;
 
 pub use config::{parse_peers, ConfigError, NodeConfig};
 #[cfg(not(madsim))]

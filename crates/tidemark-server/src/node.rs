@@ -22,6 +22,11 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::describe::Describer;
 use crate::groups_api::GroupsApi;
 use crate::raft_api::RaftApi;
+use crate::tls::ServerTls;
+
+/// The TLS configuration for a listener's next handshake (it changes when certificates
+/// are rotated).
+type TlsSource = Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>;
 
 /// Opens the production storage of a node's data directory: the Raft logs (all record
 /// data) in append-only segment files, the small remaining state in sled. Blocking: it
@@ -51,6 +56,8 @@ pub enum NodeError {
     Cluster(String),
     #[error("cannot listen on {addr} for /health, /ready and /metrics (metrics_listen): {message}")]
     Http { addr: String, message: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running node.
@@ -76,26 +83,30 @@ impl Node {
         let peers = config.peer_map()?;
         let identity = Identity::new(config.id, config.client_address().to_string());
         let slot = Arc::new(OnceLock::new());
+        let tls = config.tls_files().map(ServerTls::load).transpose().map_err(NodeError::Tls)?;
+        let peer_tls = tls.as_ref().map(|t| t.peer_tls());
         let (stop_cluster, cluster) = match config.cluster_listen_addr()? {
             Some(at) => {
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 let raft = RaftTransportServer::new(RaftApi { identity: identity.clone(), broker: slot.clone() })
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                let served = tonic::transport::Server::builder().add_service(raft).serve_with_shutdown(at, async {
+                let router = tonic::transport::Server::builder().add_service(raft);
+                let handshakes = tls.clone().map(|t| Arc::new(move || t.cluster_listener()) as TlsSource);
+                let served = serve(router, at, handshakes, async {
                     let _ = stopped.await;
                 });
                 let task = tokio::spawn(async move {
                     served.await.map_err(|e| format!("serving the cluster listener on {at}: {e}"))
                 });
-                tracing::info!(node = config.id, %at, "cluster listener started");
+                tracing::info!(node = config.id, %at, tls = tls.is_some(), "cluster listener started");
                 (Some(stop), Some(task))
             }
             None => (None, None),
         };
         let mut shutdown = Box::pin(shutdown);
         let cluster_id = tokio::select! {
-            id = crate::cluster::establish(&engine, &config, &identity, &peers) => id?,
+            id = crate::cluster::establish(&engine, &config, &identity, &peers, peer_tls.clone()) => id?,
             _ = &mut shutdown => return Err(NodeError::Cluster("stopped before the cluster formed".into())),
         };
         let broker_cfg = BrokerConfig {
@@ -116,6 +127,7 @@ impl Node {
                 max_topics: config.max_topics,
                 max_partitions: config.max_partitions,
             },
+            peer_tls: peer_tls.clone(),
         };
         let broker = Broker::start(broker_cfg, engine).await?;
         let _ = slot.set(broker.clone());
@@ -128,7 +140,13 @@ impl Node {
             tokio::spawn(crate::http::serve(listener, Arc::downgrade(&broker), metrics.clone()));
             tracing::info!(%addr, "serving /health, /ready and /metrics");
         }
-        let describer = Describer { broker: broker.clone(), clients: PeerPool::new(config.id, "") };
+        let describer =
+            Describer { broker: broker.clone(), clients: PeerPool::with_tls(config.id, "", peer_tls.clone()) };
+        let rotation = tls.clone().map(|tls| {
+            let pools = [broker.peer_pool(), describer.clients.clone()];
+            tokio::spawn(tls.watch(move |peer| pools.iter().for_each(|p| p.set_tls(Some(peer.clone())))))
+        });
+        let handshakes = tls.map(|t| Arc::new(move || t.client_listener()) as TlsSource);
         let client = TidemarkServer::new(ClientApi { broker: broker.clone(), describer: describer.clone(), metrics })
             .max_decoding_message_size(config.max_batch_bytes + REQUEST_OVERHEAD_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -147,13 +165,10 @@ impl Node {
         };
         let b = broker.clone();
         let server = tokio::spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .add_service(client)
-                .add_service(admin)
-                .add_service(groups)
-                .serve_with_shutdown(addr, stop)
-                .await;
+            let router = tonic::transport::Server::builder().add_service(client).add_service(admin).add_service(groups);
+            let served = serve(router, addr, handshakes, stop).await;
             b.shutdown().await;
+            rotation.inspect(JoinHandle::abort);
             let cluster_served = match (stop_cluster, cluster) {
                 (Some(stop), Some(task)) => {
                     let _ = stop.send(());
@@ -173,4 +188,90 @@ impl Node {
     pub async fn wait(self) -> Result<(), String> {
         self.server.await.map_err(|e| format!("server task failed: {e}"))?
     }
+}
+
+/// Serves `router` on `addr` until `stop`: plain TCP, or TLS with the configuration
+/// `tls` gives at each handshake (tonic's own TLS could not change it).
+#[cfg(not(madsim))]
+async fn serve(
+    router: tonic::transport::server::Router,
+    addr: std::net::SocketAddr,
+    tls: Option<TlsSource>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let Some(tls) = tls else {
+        return router.serve_with_shutdown(addr, stop).await.map_err(|e| e.to_string());
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| e.to_string())?;
+    router.serve_with_incoming_shutdown(tls_handshakes(listener, tls), stop).await.map_err(|e| e.to_string())
+}
+
+/// The simulation runs without TLS (its network is not TCP).
+#[cfg(madsim)]
+async fn serve(
+    router: tonic::transport::server::Router,
+    addr: std::net::SocketAddr,
+    tls: Option<TlsSource>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), String> {
+    if tls.is_some() {
+        return Err("TLS is not simulated".into());
+    }
+    router.serve_with_shutdown(addr, stop).await.map_err(|e| e.to_string())
+}
+
+/// A client that connects and never finishes its handshake is dropped after this long.
+#[cfg(not(madsim))]
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TCP connections and yields those whose TLS handshake succeeded. Handshakes run
+/// in tasks of their own, so a slow or silent client never holds up the others; a failed
+/// one (a plaintext client, an unknown CA, no client certificate where one is required)
+/// closes its connection and is logged at debug level. Ends when the server stops.
+#[cfg(not(madsim))]
+fn tls_handshakes(
+    listener: tokio::net::TcpListener,
+    tls: TlsSource,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = tx.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors, most likely: let some connections close.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp).into_fallible()).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err((error, mut tcp))) => {
+                        tracing::debug!(%peer, %error, "TLS handshake refused");
+                        // A lingering close: read what the client already sent (in TLS 1.3
+                        // its first request follows its certificate at once), so that
+                        // closing does not reset the connection and destroy the alert that
+                        // tells the client why before it reads it.
+                        let mut sink = tokio::io::sink();
+                        let drain = tokio::io::copy(&mut tcp, &mut sink);
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+                    }
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -18,6 +18,8 @@ use tidemark_proto::v1::raft_transport_server::RaftTransport;
 use tidemark_proto::v1::{HelloRequest, HelloResponse, RaftRequest, RaftResponse, RaftRpc};
 use tonic::{Request, Response, Status, Streaming};
 
+use tidemark_types::NodeId;
+
 use crate::cluster::Identity;
 
 pub struct RaftApi {
@@ -30,17 +32,36 @@ type AnswerStream = Pin<Box<dyn Stream<Item = Result<RaftResponse, Status>> + Se
 
 impl RaftApi {
     /// The broker, if `req` may reach it.
-    fn admit(&self, req: &RaftRequest) -> Result<Arc<Broker>, Status> {
+    fn admit(&self, req: &RaftRequest, certified: Certified) -> Result<Arc<Broker>, Status> {
         let Some(broker) = self.broker.get() else {
             return Err(Status::failed_precondition(format!("node {} is still starting", self.identity.node)));
         };
-        admit(broker, req)?;
+        admit(broker, req, &certified)?;
         Ok(broker.clone())
     }
 }
 
-/// Checks the sender's cluster id and node id.
-fn admit(broker: &Broker, req: &RaftRequest) -> Result<(), Status> {
+/// With TLS, the node the connection's certificate names (or why it names none); None
+/// without TLS.
+type Certified = Option<Result<NodeId, String>>;
+
+fn certified<T>(request: &Request<T>) -> Certified {
+    request.peer_certs().map(|certs| crate::tls::certified_node(&certs))
+}
+
+/// Checks the sender's cluster id and node id, and with TLS that its certificate is
+/// that node's.
+fn admit(broker: &Broker, req: &RaftRequest, certified: &Certified) -> Result<(), Status> {
+    match certified {
+        Some(Err(why)) => return Err(Status::permission_denied(why.clone())),
+        Some(Ok(node)) if *node != req.from => {
+            return Err(Status::permission_denied(format!(
+                "the request says it comes from node {}, but the connection's certificate is node {node}'s",
+                req.from
+            )))
+        }
+        _ => {}
+    }
     if req.cluster_id != broker.cluster_id() {
         return Err(Status::permission_denied(format!(
             "node {} belongs to cluster {:?}; this request is for cluster {:?} (a node of another cluster, \
@@ -70,14 +91,15 @@ impl RaftTransport for RaftApi {
         };
         // The first message decides the stream (refused: PermissionDenied, so the sender
         // logs why); later ones are checked too, and the stream ends at one refused.
+        let certified = certified(&request);
         let mut inbound = request.into_inner();
         let Some(first) = inbound.message().await? else {
             return Ok(Response::new(Box::pin(futures::stream::empty())));
         };
-        admit(&broker, &first)?;
+        admit(&broker, &first, &certified)?;
         let checked = broker.clone();
         let rest = inbound.map(move |r| match r {
-            Ok(req) => admit(&checked, &req).map(|()| req).map_err(|s| s.message().to_string()),
+            Ok(req) => admit(&checked, &req, &certified).map(|()| req).map_err(|s| s.message().to_string()),
             Err(s) => Err(format!("{}: {}", s.code(), s.message())),
         });
         let inbound = futures::stream::iter([Ok(first)]).chain(rest);
@@ -89,8 +111,9 @@ impl RaftTransport for RaftApi {
     }
 
     async fn call(&self, request: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        let certified = certified(&request);
         let req = request.into_inner();
-        let broker = self.admit(&req)?;
+        let broker = self.admit(&req, certified)?;
         if req.rpc == RaftRpc::MetaWrite as i32 {
             let payload = broker.forwarded_meta_write(&req.payload).await.map_err(crate::status::to_status)?;
             return Ok(Response::new(RaftResponse { payload: payload.into() }));
