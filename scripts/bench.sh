@@ -8,6 +8,8 @@
 #                              (default "nice -n 19 ionice -c3"; set "" on a quiet machine)
 #        TIDEMARK_BENCH_ONLY   space-separated case names to run (default: all), e.g.
 #                              "consume_1 consume_2 consume_4" (consume_2/4 need consume_1's prefill)
+#        TIDEMARK_BENCH_TLS    1: the cluster runs `dev --tls` (mutual TLS everywhere) and
+#                              the benches connect with its client certificate
 #        CARGO_TARGET_DIR      where the release binary is built (default target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,14 @@ data="$(mktemp -d)"
 # The cluster runs from a copy with its own name: on a shared machine a name-based kill
 # of someone else's `tidemark dev` (seen twice while measuring) must not stop it mid-run.
 cp "$bin" "$data/tmbench-node"
-$nice_cmd "$data/tmbench-node" dev --base-port "$port" --data-dir "$data/cluster" >"$data/dev.log" 2>&1 &
+tls_dev=()
+tls_client=()
+if [ "${TIDEMARK_BENCH_TLS:-0}" = 1 ]; then
+    certs="$data/cluster/tls"
+    tls_dev=(--tls)
+    tls_client=(--tls-ca "$certs/ca.pem" --tls-cert "$certs/client.pem" --tls-key "$certs/client.key")
+fi
+$nice_cmd "$data/tmbench-node" dev --base-port "$port" --data-dir "$data/cluster" "${tls_dev[@]}" >"$data/dev.log" 2>&1 &
 dev_pid=$!
 cleanup() {
     local status=$?
@@ -52,7 +61,7 @@ run() {
         return 0
     fi
     printf '%s ' "$name"
-    $nice_cmd "$bin" bench "$@" --format json --bootstrap "$bootstrap"
+    $nice_cmd "$bin" bench "$@" --format json --bootstrap "$bootstrap" "${tls_client[@]}"
 }
 
 # Latency at a fixed rate first, on the fresh cluster: after the saturating runs below the

@@ -26,7 +26,9 @@ fn tls(ca: &Path, identity: Option<&DevTls>) -> ClientTls {
 }
 
 fn client(cluster: &ProcessCluster, tls: Option<ClientTls>) -> Client {
-    Client::new(ClientConfig { tls, ..ClientConfig::new(cluster.addrs.clone()) }).expect("client")
+    // The nodes may still be starting on a busy machine.
+    let bootstrap_timeout = Duration::from_secs(30);
+    Client::new(ClientConfig { tls, bootstrap_timeout, ..ClientConfig::new(cluster.addrs.clone()) }).expect("client")
 }
 
 async fn produce(client: &Client, n: u64) {
