@@ -2,6 +2,7 @@
 //! behind them. It speaks domain types only (no tonic, no protobuf); tidemark-server puts
 //! it on the wire.
 
+pub mod acl;
 pub mod admin;
 mod balance;
 pub mod broker;
@@ -24,6 +25,7 @@ pub mod sequencer;
 pub mod signal;
 pub mod stats;
 
+pub use acl::{AclBinding, Operation, Pattern, ResourceType};
 pub use admin::{ClusterView, NodeStatus};
 pub use broker::{Broker, BrokerConfig, ClusterLimits, Replica, DEFAULT_PRODUCER_EXPIRY, DEFAULT_RETENTION_CHECK};
 pub use error::BrokerError;

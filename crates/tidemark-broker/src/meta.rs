@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tidemark_raft::{Command, CommandResponse, StateMachineLogic};
 use tidemark_types::{partition_group, GroupId, NodeId, PartitionId, TopicName};
 
+use crate::acl::AclBinding;
 use crate::groups::apply::{GroupCommand, GroupResponse};
 use crate::groups::GroupMeta;
 use crate::signal::Signal;
@@ -82,6 +83,8 @@ pub struct MetaState {
     pub client_addrs: BTreeMap<NodeId, String>,
     /// Nodes being removed: nothing new is placed on them (see `membership.rs`).
     pub draining: std::collections::BTreeSet<NodeId>,
+    /// Access control (see `acl.rs`); enforced by nodes started with `--require-auth`.
+    pub acls: std::collections::BTreeSet<AclBinding>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +137,9 @@ pub enum MetaCommand {
         node: NodeId,
         address: String,
     },
+    AddAcl(AclBinding),
+    /// Answers `Deleted`, or `Missing` when there was no such binding.
+    RemoveAcl(AclBinding),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -302,6 +308,16 @@ impl MetaLogic {
             MetaCommand::PublishAddress { node, address } => {
                 state.client_addrs.insert(node, address);
                 MetaResponse::Published
+            }
+            MetaCommand::AddAcl(binding) => {
+                state.acls.insert(binding);
+                MetaResponse::Published
+            }
+            MetaCommand::RemoveAcl(binding) => {
+                if !state.acls.remove(&binding) {
+                    return MetaResponse::Missing;
+                }
+                MetaResponse::Deleted
             }
             MetaCommand::InitProducer { name } => {
                 let (id, epoch) = state.init_producer(name);

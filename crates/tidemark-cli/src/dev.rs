@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use tidemark_server::tls::ClientAuth;
 use tidemark_server::NodeConfig;
 
-use tidemark_server::dev_certs::DevTls;
+use tidemark_server::dev_certs::{DevTls, CLIENT_NAME};
 
 /// Start a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops it).
 #[derive(Debug, Clone, clap::Args)]
@@ -31,9 +31,9 @@ pub struct DevArgs {
     /// base-port + 100 + i - 1.
     #[arg(long, default_value_t = 9092)]
     pub base_port: u16,
-    /// Mutual TLS on every listener, with a throwaway CA and certificates made in
-    /// DATA_DIR/tls (kept with a kept --data-dir). Clients need the printed
-    /// TIDEMARK_TLS_* settings.
+    /// Mutual TLS on every listener and --require-auth, with a throwaway CA and
+    /// certificates made in DATA_DIR/tls (kept with a kept --data-dir). Clients need the
+    /// printed TIDEMARK_TLS_* settings: their certificate is User:admin, a superuser.
     #[arg(long)]
     pub tls: bool,
 }
@@ -61,6 +61,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         tls_key: tls.as_ref().map(|t| path(t.node_key(i))).unwrap_or_default(),
         tls_ca: tls.as_ref().map(|t| path(t.ca())).unwrap_or_default(),
         tls_client_auth: if tls.is_some() { ClientAuth::Required } else { ClientAuth::None },
+        require_auth: tls.is_some(),
+        superusers: if tls.is_some() { vec![format!("User:{CLIENT_NAME}")] } else { Vec::new() },
         ..NodeConfig::default()
     });
     // Together: a new cluster forms once every node answers on its cluster address.
@@ -79,7 +81,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("tidemark dev cluster of {} node(s) is up; data in {}", args.nodes, root.display());
     println!("bootstrap: {}", bootstrap.join(","));
     if let Some(tls) = &tls {
-        println!("mutual TLS: clients need a certificate from the dev CA; in your shell:");
+        println!(
+            "mutual TLS and --require-auth: clients need a certificate from the dev CA; this one is \
+             User:{CLIENT_NAME}, a superuser (grant others access with `tidemark acl add`). In your shell:"
+        );
         println!(
             "  export TIDEMARK_TLS_CA={} TIDEMARK_TLS_CERT={} TIDEMARK_TLS_KEY={}",
             tls.ca().display(),

@@ -6,6 +6,7 @@
 //! logs, progress, errors — to stderr, so pipes see only data.
 
 mod acks;
+mod acl;
 mod bench;
 mod cluster;
 mod common;
@@ -64,6 +65,9 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Grant and revoke access (ACLs, enforced by nodes started with --require-auth).
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
     /// Load generators that measure the cluster (bounded in time; they stop by themselves).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -81,6 +85,7 @@ async fn main() -> ExitCode {
         Command::Consume(a) => consume::run(a).await,
         Command::Group(c) => group::run(c).await,
         Command::Cluster(c) => cluster::run(c).await,
+        Command::Acl(c) => acl::run(c).await,
         Command::Bench(c) => bench::run(c).await,
     };
     match result {

@@ -134,6 +134,15 @@ pub struct ServeArgs {
     /// optional or required (mutual TLS).
     #[arg(long, env = "TIDEMARK_TLS_CLIENT_AUTH", value_name = "none|optional|required")]
     pub tls_client_auth: Option<tidemark_server::tls::ClientAuth>,
+    /// Refuse clients without a TLS client certificate and enforce ACLs (`tidemark acl`):
+    /// a client is User:<common name of its certificate>. Needs --tls-client-auth
+    /// required (or optional). Without it the node runs open and says so in its log.
+    #[arg(long, env = "TIDEMARK_REQUIRE_AUTH")]
+    pub require_auth: bool,
+    /// A principal allowed everything under --require-auth, e.g. User:admin (repeat the
+    /// flag, or comma-separate in TIDEMARK_SUPERUSERS). Set it alike on every node.
+    #[arg(long = "superuser", env = "TIDEMARK_SUPERUSERS", value_delimiter = ',')]
+    pub superusers: Vec<String>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -227,6 +236,12 @@ impl ServeArgs {
         }
         if let Some(auth) = self.tls_client_auth {
             c.tls_client_auth = auth;
+        }
+        if self.require_auth {
+            c.require_auth = true;
+        }
+        if !self.superusers.is_empty() {
+            c.superusers = self.superusers.clone();
         }
         c.validate()?;
         Ok(c)

@@ -325,7 +325,7 @@ impl Admin {
 
     /// Runs one admin RPC with leader following and retries. The error side also says
     /// whether any earlier attempt's outcome is unknown (the request may have been applied).
-    async fn call<T, F, Fut>(&self, what: &str, mut rpc: F) -> std::result::Result<T, (ClientError, bool)>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, mut rpc: F) -> std::result::Result<T, (ClientError, bool)>
     where
         F: FnMut(AdminClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,

@@ -108,7 +108,12 @@ impl Client {
                         return Ok(n);
                     }
                     if start.elapsed() >= cfg.unknown_topic_timeout {
-                        return Err(unknown_topic(topic));
+                        return Err(self.missing_topic(topic).await);
+                    }
+                    // A topic this client may not see is left out of the answer: asking
+                    // for it by name says so at once, instead of after the wait.
+                    if let Some(denied) = self.denied_topic(topic).await {
+                        return Err(denied);
                     }
                 }
                 Err(e) => {
@@ -305,6 +310,33 @@ impl Client {
     /// A backoff with the client's settings; `salt` spreads retries of different callers.
     pub(crate) fn backoff(&self, salt: u64) -> Backoff {
         Backoff::new(self.inner.config.retry_backoff, self.inner.config.retry_backoff_max, salt)
+    }
+}
+
+impl Client {
+    /// The error for a topic the metadata does not list: the node's refusal when the
+    /// caller may not see it (ACLs), else "does not exist".
+    pub(crate) async fn missing_topic(&self, topic: &str) -> ClientError {
+        self.denied_topic(topic).await.unwrap_or_else(|| unknown_topic(topic))
+    }
+
+    /// Asks one node for `topic` by name; Some(refusal) when it is PERMISSION_DENIED or
+    /// UNAUTHENTICATED.
+    async fn denied_topic(&self, topic: &str) -> Option<ClientError> {
+        let addr = self.metadata().admin_candidates(&self.inner.config.bootstrap).into_iter().next()?;
+        let topics = vec![topic.to_string()];
+        let res = self
+            .rpc(&addr, self.inner.config.request_timeout, |ch| {
+                let topics = topics.clone();
+                async move { TidemarkClient::new(ch).metadata(v1::MetadataRequest { topics }).await }
+            })
+            .await;
+        match res {
+            Err(e @ ClientError::Grpc { code: tonic::Code::PermissionDenied | tonic::Code::Unauthenticated, .. }) => {
+                Some(e)
+            }
+            _ => None,
+        }
     }
 }
 

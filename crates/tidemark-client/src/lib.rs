@@ -23,6 +23,7 @@
 //! `tokio` / `tonic`, `tokio::time` for every delay, no threads, no RNG (retry jitter is
 //! a hash of a counter) and only `biased` selects.
 
+mod acl;
 mod admin;
 mod backoff;
 mod client;
@@ -34,6 +35,7 @@ mod groups;
 mod metadata;
 mod producer;
 
+pub use acl::{Acl, AclOperation, AclResource};
 pub use admin::{Admin, ClusterStatus, NodeStatus, PartitionDescription, TopicDescription, TopicSettings};
 pub use backoff::Backoff;
 pub use client::Client;

@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
-use tidemark_broker::{Broker, TopicConfig};
+use tidemark_broker::{Broker, Operation, ResourceType, TopicConfig};
 use tidemark_proto::v1::admin_server::Admin;
 use tidemark_proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Auth;
 use crate::describe::Describer;
 use crate::status::to_status;
 
 pub struct AdminApi {
     pub broker: Arc<Broker>,
+    pub auth: Auth,
     pub describer: Describer,
 }
 
@@ -29,6 +31,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().name, Operation::Create)?;
         let req = request.into_inner();
         let config = topic_config(req.config.unwrap_or_default());
         let t = self
@@ -40,8 +43,11 @@ impl Admin for AdminApi {
         Ok(Response::new(CreateTopicResponse { topic }))
     }
 
-    async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
-        let names = self.broker.list_topics().map_err(to_status)?.into_iter().map(|t| t.name.to_string()).collect();
+    /// Lists only the topics the caller may describe.
+    async fn list_topics(&self, request: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
+        self.auth.authenticated(&request)?;
+        let topics = self.broker.list_topics().map_err(to_status)?.into_iter().map(|t| t.name.to_string());
+        let names = topics.filter(|t| self.auth.may(&request, ResourceType::Topic, t, Operation::Describe)).collect();
         Ok(Response::new(ListTopicsResponse { names }))
     }
 
@@ -49,11 +55,13 @@ impl Admin for AdminApi {
         &self,
         request: Request<DescribeTopicRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().name, Operation::Describe)?;
         let t = self.broker.topic(&request.into_inner().name).map_err(to_status)?;
         Ok(Response::new(self.describer.describe(&t).await))
     }
 
     async fn alter_topic(&self, request: Request<AlterTopicRequest>) -> Result<Response<TopicDescription>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().name, Operation::Alter)?;
         let req = request.into_inner();
         let config = req.config.ok_or_else(|| {
             Status::invalid_argument(
@@ -68,20 +76,23 @@ impl Admin for AdminApi {
         &self,
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().name, Operation::Delete)?;
         self.broker.delete_topic(&request.into_inner().name).await.map_err(to_status)?;
         Ok(Response::new(DeleteTopicResponse {}))
     }
 
     async fn cluster_status(
         &self,
-        _: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Describe)?;
         let view = self.broker.cluster_status().map_err(to_status)?;
         let nodes = view.nodes.into_iter().map(crate::status::node_info).collect();
         Ok(Response::new(ClusterStatusResponse { nodes, metadata_leader: view.metadata_leader.unwrap_or(0) }))
     }
 
     async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Alter)?;
         let req = request.into_inner();
         let voter = self.broker.add_node(req.id, &req.address).await.map_err(to_status)?;
         Ok(Response::new(AddNodeResponse { voter }))
@@ -91,12 +102,14 @@ impl Admin for AdminApi {
         &self,
         request: Request<ReassignPartitionRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Alter)?;
         let req = request.into_inner();
         let t = self.broker.reassign(&req.topic, req.partition, req.replicas).await.map_err(to_status)?;
         Ok(Response::new(self.describer.describe(&t).await))
     }
 
     async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Alter)?;
         let moving = self.broker.remove_node(request.into_inner().id).await.map_err(to_status)?;
         Ok(Response::new(RemoveNodeResponse {
             removed: moving.is_none(),
@@ -108,8 +121,88 @@ impl Admin for AdminApi {
         &self,
         request: Request<InitProducerRequest>,
     ) -> Result<Response<InitProducerResponse>, Status> {
+        self.auth.authenticated(&request)?;
+        // A named producer fences its namesakes: only who may write as that name may.
+        let named = &request.get_ref().name;
+        if !named.is_empty() {
+            self.auth.check(&request, ResourceType::Producer, named, Operation::Write)?;
+        }
         let name = Some(request.into_inner().name).filter(|n| !n.is_empty());
         let (producer_id, epoch) = self.broker.init_producer(name).await.map_err(to_status)?;
         Ok(Response::new(InitProducerResponse { producer_id, epoch: epoch as i32 }))
+    }
+
+    async fn add_acl(&self, request: Request<AclBinding>) -> Result<Response<AddAclResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Alter)?;
+        self.broker.add_acl(from_wire(request.into_inner())?).await.map_err(to_status)?;
+        Ok(Response::new(AddAclResponse {}))
+    }
+
+    async fn remove_acl(&self, request: Request<AclBinding>) -> Result<Response<RemoveAclResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Alter)?;
+        let removed = self.broker.remove_acl(from_wire(request.into_inner())?).await.map_err(to_status)?;
+        Ok(Response::new(RemoveAclResponse { removed }))
+    }
+
+    async fn list_acls(&self, request: Request<ListAclsRequest>) -> Result<Response<ListAclsResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Describe)?;
+        Ok(Response::new(ListAclsResponse { acls: self.broker.acls().into_iter().map(to_wire).collect() }))
+    }
+}
+
+fn from_wire(b: AclBinding) -> Result<tidemark_broker::AclBinding, Status> {
+    use tidemark_broker::Operation as Op;
+    let resource = match b.resource() {
+        AclResource::Cluster => ResourceType::Cluster,
+        AclResource::Topic => ResourceType::Topic,
+        AclResource::Group => ResourceType::Group,
+        AclResource::Producer => ResourceType::Producer,
+        AclResource::Unspecified => return Err(Status::invalid_argument("the ACL names no resource type")),
+    };
+    let operation = match b.operation() {
+        AclOperation::Describe => Op::Describe,
+        AclOperation::Read => Op::Read,
+        AclOperation::Write => Op::Write,
+        AclOperation::Create => Op::Create,
+        AclOperation::Alter => Op::Alter,
+        AclOperation::Delete => Op::Delete,
+        AclOperation::All => Op::All,
+        AclOperation::Unspecified => return Err(Status::invalid_argument("the ACL names no operation")),
+    };
+    let pattern = if b.prefix { tidemark_broker::Pattern::Prefix } else { tidemark_broker::Pattern::Literal };
+    Ok(tidemark_broker::AclBinding {
+        principal: b.principal,
+        resource,
+        name: b.name,
+        pattern,
+        operation,
+        allow: !b.deny,
+    })
+}
+
+fn to_wire(b: tidemark_broker::AclBinding) -> AclBinding {
+    use tidemark_broker::Operation as Op;
+    let resource = match b.resource {
+        ResourceType::Cluster => AclResource::Cluster,
+        ResourceType::Topic => AclResource::Topic,
+        ResourceType::Group => AclResource::Group,
+        ResourceType::Producer => AclResource::Producer,
+    };
+    let operation = match b.operation {
+        Op::Describe => AclOperation::Describe,
+        Op::Read => AclOperation::Read,
+        Op::Write => AclOperation::Write,
+        Op::Create => AclOperation::Create,
+        Op::Alter => AclOperation::Alter,
+        Op::Delete => AclOperation::Delete,
+        Op::All => AclOperation::All,
+    };
+    AclBinding {
+        principal: b.principal,
+        resource: resource as i32,
+        name: b.name,
+        prefix: b.pattern == tidemark_broker::Pattern::Prefix,
+        operation: operation as i32,
+        deny: !b.allow,
     }
 }

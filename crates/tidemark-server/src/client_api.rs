@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use tidemark_broker::{Broker, OffsetSpec};
+use tidemark_broker::{Broker, OffsetSpec, Operation, ResourceType};
 use tidemark_proto::v1::list_offsets_request::Spec;
 use tidemark_proto::v1::tidemark_server::Tidemark;
 use tidemark_proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Auth;
 use crate::describe::Describer;
 use crate::status::to_status;
 
@@ -23,6 +24,7 @@ const MAX_FETCH_BYTES: usize = 32 << 20;
 
 pub struct ClientApi {
     pub broker: Arc<Broker>,
+    pub auth: Auth,
     pub describer: Describer,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -48,6 +50,7 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Se
 #[tonic::async_trait]
 impl Tidemark for ClientApi {
     async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Write)?;
         let (req, started) = (request.into_inner(), tokio::time::Instant::now());
         let bytes = req.batch.len() as u64;
         let produced = self.broker.produce(&req.topic, req.partition, req.batch).await.map_err(to_status);
@@ -58,6 +61,7 @@ impl Tidemark for ClientApi {
     }
 
     async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchResponse>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Read)?;
         let (req, started) = (request.into_inner(), tokio::time::Instant::now());
         let (max_bytes, wait) = fetch_limits(&req);
         let fetched =
@@ -71,6 +75,7 @@ impl Tidemark for ClientApi {
     /// Streams batches as they commit. Each step is a long-poll fetch; the stream ends
     /// with the error when the partition moves away (the client resubscribes elsewhere).
     async fn subscribe(&self, request: Request<FetchRequest>) -> Result<Response<FetchStream>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Read)?;
         let req = request.into_inner();
         let (max_bytes, _) = fetch_limits(&req);
         // Fail fast (NotLeader, unknown topic) before the stream starts.
@@ -105,6 +110,7 @@ impl Tidemark for ClientApi {
         &self,
         request: Request<ListOffsetsRequest>,
     ) -> Result<Response<ListOffsetsResponse>, Status> {
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Describe)?;
         let req = request.into_inner();
         let spec = match req.spec {
             Some(Spec::Earliest(_)) => OffsetSpec::Earliest,
@@ -127,14 +133,23 @@ impl Tidemark for ClientApi {
         }))
     }
 
+    /// Lists only the topics the caller may describe; naming one it may not is refused.
     async fn metadata(&self, request: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {
-        let req = request.into_inner();
+        self.auth.authenticated(&request)?;
+        for wanted in &request.get_ref().topics {
+            self.auth.check(&request, ResourceType::Topic, wanted, Operation::Describe)?;
+        }
+        let visible = |name: &str| self.auth.may(&request, ResourceType::Topic, name, Operation::Describe);
         let mut topics = Vec::new();
+        let wanted = &request.get_ref().topics;
         for t in self.broker.list_topics().map_err(to_status)? {
-            if req.topics.is_empty() || req.topics.iter().any(|n| n == t.name.as_str()) {
+            let asked =
+                if wanted.is_empty() { visible(t.name.as_str()) } else { wanted.iter().any(|n| n == t.name.as_str()) };
+            if asked {
                 topics.push(self.describer.describe(&t).await);
             }
         }
+        let req = request.into_inner();
         for wanted in &req.topics {
             if !topics.iter().any(|t| &t.name == wanted) {
                 return Err(to_status(tidemark_broker::BrokerError::UnknownTopic { topic: wanted.clone() }));

@@ -94,6 +94,13 @@ pub struct NodeConfig {
     /// Whether clients must present a certificate signed by `tls_ca`: none (the default),
     /// optional or required.
     pub tls_client_auth: crate::tls::ClientAuth,
+    /// Refuse unauthenticated clients and enforce ACLs (`tidemark acl`): a client is
+    /// `User:<common name>` of its TLS client certificate, so this needs `tls_client_auth`
+    /// optional or required. Off (the default): every client may do anything.
+    pub require_auth: bool,
+    /// Principals allowed everything with `require_auth` (`User:admin`); set them alike on
+    /// every node.
+    pub superusers: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -127,6 +134,8 @@ impl Default for NodeConfig {
             tls_key: String::new(),
             tls_ca: String::new(),
             tls_client_auth: crate::tls::ClientAuth::None,
+            require_auth: false,
+            superusers: Vec::new(),
         }
     }
 }
@@ -233,6 +242,16 @@ impl NodeConfig {
         }
         if self.tls_client_auth != ClientAuth::None && self.tls_ca.is_empty() {
             return Err(invalid("tls_ca", "--tls-client-auth verifies client certificates against --tls-ca: set it"));
+        }
+        if self.require_auth && self.tls_client_auth == ClientAuth::None {
+            return Err(invalid(
+                "require_auth",
+                "clients prove who they are with TLS client certificates: set --tls-client-auth required \
+                 (or optional) with --tls-cert, --tls-key and --tls-ca",
+            ));
+        }
+        if let Some(bad) = self.superusers.iter().find(|u| u.strip_prefix("User:").is_none_or(str::is_empty)) {
+            return Err(invalid("superusers", format!("{bad:?} is not User:<name> (for example User:admin)")));
         }
         let clustered = self.peer_map().is_ok_and(|p| p.len() > 1) || !self.join.is_empty();
         if !self.tls_cert.is_empty() && clustered && self.tls_ca.is_empty() {

@@ -34,22 +34,35 @@ impl DevTls {
     pub fn client_key(&self) -> PathBuf {
         self.dir.join("client.key")
     }
+    /// The certificate of another client, `User:<name>` (see [`DevTls::ensure_users`]).
+    pub fn user_cert(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("user-{name}.pem"))
+    }
+    pub fn user_key(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("user-{name}.key"))
+    }
 
     /// The certificates in `dir`, made now unless a previous run left them all there (a
     /// kept --data-dir keeps its CA, so exported client settings stay valid).
     pub fn ensure(dir: &Path, nodes: u64) -> Result<DevTls, String> {
+        Self::ensure_users(dir, nodes, &[])
+    }
+
+    /// Like [`DevTls::ensure`], with a client certificate for each of `users` too.
+    pub fn ensure_users(dir: &Path, nodes: u64, users: &[&str]) -> Result<DevTls, String> {
         let tls = DevTls { dir: dir.to_path_buf() };
         let mut wanted = vec![tls.ca(), tls.client_cert(), tls.client_key()];
         wanted.extend((1..=nodes).flat_map(|i| [tls.node_cert(i), tls.node_key(i)]));
+        wanted.extend(users.iter().flat_map(|u| [tls.user_cert(u), tls.user_key(u)]));
         if wanted.iter().all(|f| f.exists()) {
             return Ok(tls);
         }
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        tls.generate(nodes).map_err(|e| format!("generating development certificates: {e}"))?;
+        tls.generate(nodes, users).map_err(|e| format!("generating development certificates: {e}"))?;
         Ok(tls)
     }
 
-    fn generate(&self, nodes: u64) -> Result<(), String> {
+    fn generate(&self, nodes: u64, users: &[&str]) -> Result<(), String> {
         let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
         ca.distinguished_name.push(DnType::CommonName, "Tidemark development CA");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -66,7 +79,13 @@ impl DevTls {
         }
         let (cert, key) = leaf(&ca, CLIENT_NAME, Vec::new(), &[ExtendedKeyUsagePurpose::ClientAuth])?;
         write(&self.client_cert(), &cert, false)?;
-        write(&self.client_key(), &key, true)
+        write(&self.client_key(), &key, true)?;
+        for user in users {
+            let (cert, key) = leaf(&ca, user, Vec::new(), &[ExtendedKeyUsagePurpose::ClientAuth])?;
+            write(&self.user_cert(user), &cert, false)?;
+            write(&self.user_key(user), &key, true)?;
+        }
+        Ok(())
     }
 }
 

@@ -7,11 +7,12 @@ use std::time::Duration;
 use tidemark_broker::groups::ops::GroupPartition;
 use tidemark_broker::groups::shared::{DeadReason, Settle};
 use tidemark_broker::groups::ExpiredAction;
-use tidemark_broker::{Broker, GroupConfig, GroupMeta, GroupMode, MemberPartition};
+use tidemark_broker::{Broker, GroupConfig, GroupMeta, GroupMode, MemberPartition, Operation, ResourceType};
 use tidemark_proto::v1::groups_server::Groups;
 use tidemark_proto::v1::{self as pb, *};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Auth;
 use crate::status::to_status;
 
 /// A shared fetch waits at most this long, whatever the client asks.
@@ -19,6 +20,7 @@ const MAX_SHARE_WAIT: Duration = Duration::from_secs(30);
 
 pub struct GroupsApi {
     pub broker: Arc<Broker>,
+    pub auth: Auth,
 }
 
 /// Wire config to domain config: zero fields take the defaults.
@@ -124,17 +126,21 @@ fn partitions_to_wire(a: Vec<MemberPartition>) -> Vec<pb::MemberPartition> {
 #[tonic::async_trait]
 impl Groups for GroupsApi {
     async fn create_group(&self, request: Request<CreateGroupRequest>) -> Result<Response<GroupDescription>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().name, Operation::Create)?;
         let req = request.into_inner();
         let config = config_from_wire(req.config);
         let g = self.broker.create_group(&req.name, req.topics, config).await.map_err(to_status)?;
         Ok(Response::new(describe(&g)))
     }
 
-    async fn list_groups(&self, _: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
+    /// Lists only the groups the caller may describe.
+    async fn list_groups(&self, request: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
+        self.auth.authenticated(&request)?;
         let groups = self
             .broker
             .list_groups()
             .iter()
+            .filter(|g| self.auth.may(&request, ResourceType::Group, &g.name, Operation::Describe))
             .map(|g| GroupListing {
                 name: g.name.clone(),
                 mode: mode_to_wire(g.config.mode),
@@ -149,6 +155,7 @@ impl Groups for GroupsApi {
         &self,
         request: Request<DescribeGroupRequest>,
     ) -> Result<Response<GroupDescription>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().name, Operation::Describe)?;
         let g = self.broker.describe_group(&request.into_inner().name).map_err(to_status)?;
         Ok(Response::new(describe(&g)))
     }
@@ -157,11 +164,16 @@ impl Groups for GroupsApi {
         &self,
         request: Request<DeleteGroupRequest>,
     ) -> Result<Response<DeleteGroupResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().name, Operation::Delete)?;
         self.broker.delete_group(&request.into_inner().name).await.map_err(to_status)?;
         Ok(Response::new(DeleteGroupResponse {}))
     }
 
     async fn join_group(&self, request: Request<JoinGroupRequest>) -> Result<Response<JoinGroupResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        for topic in &request.get_ref().topics {
+            self.auth.check(&request, ResourceType::Topic, topic, Operation::Read)?;
+        }
         let req = request.into_inner();
         let member = Some(req.member_id).filter(|m| !m.is_empty());
         let mode = if req.shared { GroupMode::Shared } else { GroupMode::Partitioned };
@@ -179,6 +191,7 @@ impl Groups for GroupsApi {
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
         let req = request.into_inner();
         let (assignment, interval) = self.broker.heartbeat(&req.group, &req.member_id).await.map_err(to_status)?;
         Ok(Response::new(HeartbeatResponse {
@@ -188,6 +201,7 @@ impl Groups for GroupsApi {
     }
 
     async fn leave_group(&self, request: Request<LeaveGroupRequest>) -> Result<Response<LeaveGroupResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
         let req = request.into_inner();
         self.broker.leave_group(&req.group, &req.member_id).await.map_err(to_status)?;
         Ok(Response::new(LeaveGroupResponse {}))
@@ -197,6 +211,7 @@ impl Groups for GroupsApi {
         &self,
         request: Request<ReleasePartitionsRequest>,
     ) -> Result<Response<ReleasePartitionsResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
         let req = request.into_inner();
         let parts = req.partitions.into_iter().map(|p| (p.topic, p.partition, p.generation)).collect();
         self.broker.release_partitions(&req.group, &req.member_id, parts).await.map_err(to_status)?;
@@ -207,6 +222,7 @@ impl Groups for GroupsApi {
         &self,
         request: Request<CommitOffsetRequest>,
     ) -> Result<Response<CommitOffsetResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
         let req = request.into_inner();
         let at =
             GroupPartition { group: &req.group, group_id: req.group_id, topic: &req.topic, partition: req.partition };
@@ -218,6 +234,7 @@ impl Groups for GroupsApi {
         &self,
         request: Request<FetchCommittedRequest>,
     ) -> Result<Response<FetchCommittedResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Describe)?;
         let req = request.into_inner();
         let at =
             GroupPartition { group: &req.group, group_id: req.group_id, topic: &req.topic, partition: req.partition };
@@ -238,6 +255,8 @@ impl Groups for GroupsApi {
     }
 
     async fn share_fetch(&self, request: Request<ShareFetchRequest>) -> Result<Response<ShareFetchResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Read)?;
         let req = request.into_inner();
         let wait = Duration::from_millis(req.max_wait_ms as u64).min(MAX_SHARE_WAIT);
         let f = self
@@ -262,6 +281,7 @@ impl Groups for GroupsApi {
     }
 
     async fn share_ack(&self, request: Request<ShareAckRequest>) -> Result<Response<ShareAckResponse>, Status> {
+        self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
         let req = request.into_inner();
         let acks = req
             .acks

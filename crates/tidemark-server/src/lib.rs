@@ -2,6 +2,7 @@
 //! [`Node::start`], the single entry point for the binary, the tests and the simulation.
 
 pub mod admin_api;
+pub mod auth;
 pub mod client_api;
 pub mod cluster;
 pub mod config;

@@ -16,6 +16,7 @@ use tidemark_storage::SharedEngine;
 use tokio::task::JoinHandle;
 
 use crate::admin_api::AdminApi;
+use crate::auth::Auth;
 use crate::client_api::ClientApi;
 use crate::cluster::Identity;
 use crate::config::{ConfigError, NodeConfig};
@@ -147,11 +148,27 @@ impl Node {
             tokio::spawn(tls.watch(move |peer| pools.iter().for_each(|p| p.set_tls(Some(peer.clone())))))
         });
         let handshakes = tls.map(|t| Arc::new(move || t.client_listener()) as TlsSource);
-        let client = TidemarkServer::new(ClientApi { broker: broker.clone(), describer: describer.clone(), metrics })
-            .max_decoding_message_size(config.max_batch_bytes + REQUEST_OVERHEAD_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let admin = AdminServer::new(AdminApi { broker: broker.clone(), describer });
-        let groups = GroupsServer::new(GroupsApi { broker: broker.clone() });
+        let auth = Auth {
+            broker: broker.clone(),
+            require: config.require_auth,
+            superusers: Arc::new(config.superusers.iter().cloned().collect()),
+        };
+        if !config.require_auth {
+            tracing::warn!(
+                "running OPEN: clients are not authenticated and may do anything, deleting topics included; \
+                 start with --require-auth and TLS client certificates to enforce ACLs (docs/security.md)"
+            );
+        }
+        let client = TidemarkServer::new(ClientApi {
+            broker: broker.clone(),
+            auth: auth.clone(),
+            describer: describer.clone(),
+            metrics,
+        })
+        .max_decoding_message_size(config.max_batch_bytes + REQUEST_OVERHEAD_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let admin = AdminServer::new(AdminApi { broker: broker.clone(), auth: auth.clone(), describer });
+        let groups = GroupsServer::new(GroupsApi { broker: broker.clone(), auth });
         let b = broker.clone();
         // Raft groups stop first: their replication streams (inbound and outbound) live as
         // long as the groups do, and the cluster listener's graceful drain waits for every

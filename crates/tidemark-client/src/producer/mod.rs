@@ -301,7 +301,13 @@ async fn resolve_partition(
         let count = if topics.contains_key(topic) {
             // A recheck of a missing topic asks once; only the first look waits.
             match client.refresh_metadata().await {
-                Ok(()) => client.metadata().partition_count(topic).ok_or_else(|| crate::client::unknown_topic(topic)),
+                Ok(()) => {
+                    let count = client.metadata().partition_count(topic);
+                    match count {
+                        Some(n) => Ok(n),
+                        None => Err(client.missing_topic(topic).await),
+                    }
+                }
                 Err(e) => Err(e),
             }
         } else {

@@ -354,6 +354,18 @@ impl Admin for FakeNode {
         Err(Status::unimplemented("the fake cluster has a fixed membership"))
     }
 
+    async fn add_acl(&self, _: Request<AclBinding>) -> Result<Response<AddAclResponse>, Status> {
+        Err(Status::unimplemented("the fake cluster has no ACLs"))
+    }
+
+    async fn remove_acl(&self, _: Request<AclBinding>) -> Result<Response<RemoveAclResponse>, Status> {
+        Err(Status::unimplemented("the fake cluster has no ACLs"))
+    }
+
+    async fn list_acls(&self, _: Request<ListAclsRequest>) -> Result<Response<ListAclsResponse>, Status> {
+        Err(Status::unimplemented("the fake cluster has no ACLs"))
+    }
+
     async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
         let names = self.shared.state.lock().unwrap().topics.keys().cloned().collect();
         Ok(Response::new(ListTopicsResponse { names }))
