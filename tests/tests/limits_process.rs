@@ -20,3 +20,32 @@ async fn topics_past_the_cluster_limits_are_refused_clearly() {
     names.sort();
     assert_eq!(names, ["a", "b"], "the refused topics were not created");
 }
+
+/// `--max-connections`: a connection over the limit is closed at once (the client sees
+/// the node as unreachable and says so), and the node serves again once some close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_until_some_close() {
+    let cluster = ProcessCluster::start_with(1, &["--max-connections", "2"]).expect("start a node");
+    let config = || ClientConfig {
+        bootstrap_timeout: std::time::Duration::from_secs(30),
+        ..ClientConfig::new(cluster.addrs.clone())
+    };
+    let first = Client::new(config()).expect("client").admin();
+    first.create_topic("t", 1, 1, 0, 0).await.expect("one connection is within the limit");
+    let mut held = Vec::new();
+    held.push(tokio::net::TcpStream::connect(&cluster.addrs[0]).await.expect("second connection"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let quick = ClientConfig {
+        bootstrap_timeout: std::time::Duration::from_secs(1),
+        operation_timeout: std::time::Duration::from_secs(3),
+        ..config()
+    };
+    let e = Client::new(quick).expect("client").admin().list_topics().await.expect_err("a third connection");
+    assert!(e.is_retriable(), "a full node is worth trying again later: {e}");
+    assert_eq!(first.list_topics().await.expect("open connections keep working"), ["t"]);
+    held.clear();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let later = Client::new(config()).expect("client").admin();
+    assert_eq!(later.list_topics().await.expect("served once a slot is free"), ["t"]);
+    assert!(cluster.log(0).contains("too many connections"), "the node logs the refusal");
+}

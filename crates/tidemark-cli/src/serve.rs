@@ -143,6 +143,14 @@ pub struct ServeArgs {
     /// flag, or comma-separate in TIDEMARK_SUPERUSERS). Set it alike on every node.
     #[arg(long = "superuser", env = "TIDEMARK_SUPERUSERS", value_delimiter = ',')]
     pub superusers: Vec<String>,
+    /// Most connections open at once on each listener (default 10000); a connection over
+    /// the limit is closed at once, and the node logs it.
+    #[arg(long, env = "TIDEMARK_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Most requests one client connection may have in progress (default 1000); more wait
+    /// their turn.
+    #[arg(long, env = "TIDEMARK_MAX_REQUESTS_PER_CONNECTION")]
+    pub max_requests_per_connection: Option<u32>,
     /// A TOML config file (keys as in deploy/node.example.toml).
     #[arg(long, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -236,6 +244,12 @@ impl ServeArgs {
         }
         if let Some(auth) = self.tls_client_auth {
             c.tls_client_auth = auth;
+        }
+        if let Some(n) = self.max_connections {
+            c.max_connections = n;
+        }
+        if let Some(n) = self.max_requests_per_connection {
+            c.max_requests_per_connection = n;
         }
         if self.require_auth {
             c.require_auth = true;

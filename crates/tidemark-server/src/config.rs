@@ -101,6 +101,10 @@ pub struct NodeConfig {
     /// Principals allowed everything with `require_auth` (`User:admin`); set them alike on
     /// every node.
     pub superusers: Vec<String>,
+    /// Most connections open at once on each listener; one more is closed at once.
+    pub max_connections: u32,
+    /// Most requests one client connection has in progress at once; more wait their turn.
+    pub max_requests_per_connection: u32,
 }
 
 impl Default for NodeConfig {
@@ -136,6 +140,8 @@ impl Default for NodeConfig {
             tls_client_auth: crate::tls::ClientAuth::None,
             require_auth: false,
             superusers: Vec::new(),
+            max_connections: 10_000,
+            max_requests_per_connection: 1_000,
         }
     }
 }
@@ -343,6 +349,12 @@ impl NodeConfig {
             return Err(invalid(
                 "metrics_listen",
                 format!("{:?} is not HOST:PORT with an IP host (or leave it empty)", self.metrics_listen),
+            ));
+        }
+        if self.max_connections == 0 || self.max_requests_per_connection == 0 {
+            return Err(invalid(
+                "max_connections",
+                "max_connections and max_requests_per_connection must be at least 1",
             ));
         }
         if self.max_topics == 0 || self.max_partitions == 0 {

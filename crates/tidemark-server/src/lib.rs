@@ -10,6 +10,8 @@ pub mod describe;
 pub mod dev_certs;
 pub mod groups_api;
 mod http;
+#[cfg(not(madsim))]
+mod listener;
 pub mod metrics;
 pub mod node;
 pub mod raft_api;

@@ -27,7 +27,7 @@ use crate::tls::ServerTls;
 
 /// The TLS configuration for a listener's next handshake (it changes when certificates
 /// are rotated).
-type TlsSource = Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>;
+pub(crate) type TlsSource = Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>;
 
 /// Opens the production storage of a node's data directory: the Raft logs (all record
 /// data) in append-only segment files, the small remaining state in sled. Blocking: it
@@ -94,7 +94,7 @@ impl Node {
                     .max_encoding_message_size(MAX_MESSAGE_BYTES);
                 let router = tonic::transport::Server::builder().add_service(raft);
                 let handshakes = tls.clone().map(|t| Arc::new(move || t.cluster_listener()) as TlsSource);
-                let served = serve(router, at, handshakes, async {
+                let served = serve(router, at, handshakes, config.max_connections as usize, async {
                     let _ = stopped.await;
                 });
                 let task = tokio::spawn(async move {
@@ -181,9 +181,15 @@ impl Node {
             b.shutdown().await;
         };
         let b = broker.clone();
+        let (max_connections, max_requests) =
+            (config.max_connections as usize, config.max_requests_per_connection as usize);
         let server = tokio::spawn(async move {
-            let router = tonic::transport::Server::builder().add_service(client).add_service(admin).add_service(groups);
-            let served = serve(router, addr, handshakes, stop).await;
+            let router = tonic::transport::Server::builder()
+                .concurrency_limit_per_connection(max_requests)
+                .add_service(client)
+                .add_service(admin)
+                .add_service(groups);
+            let served = serve(router, addr, handshakes, max_connections, stop).await;
             b.shutdown().await;
             rotation.inspect(JoinHandle::abort);
             let cluster_served = match (stop_cluster, cluster) {
@@ -207,88 +213,30 @@ impl Node {
     }
 }
 
-/// Serves `router` on `addr` until `stop`: plain TCP, or TLS with the configuration
-/// `tls` gives at each handshake (tonic's own TLS could not change it).
+/// Serves `router` on `addr` until `stop`, plain or with TLS, with at most
+/// `max_connections` open (see listener.rs).
 #[cfg(not(madsim))]
 async fn serve(
     router: tonic::transport::server::Router,
     addr: std::net::SocketAddr,
     tls: Option<TlsSource>,
+    max_connections: usize,
     stop: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    let Some(tls) = tls else {
-        return router.serve_with_shutdown(addr, stop).await.map_err(|e| e.to_string());
-    };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| e.to_string())?;
-    router.serve_with_incoming_shutdown(tls_handshakes(listener, tls), stop).await.map_err(|e| e.to_string())
+    crate::listener::serve(router, addr, tls, max_connections, stop).await
 }
 
-/// The simulation runs without TLS (its network is not TCP).
+/// The simulation runs without TLS (its network is not TCP) and without a connection cap.
 #[cfg(madsim)]
 async fn serve(
     router: tonic::transport::server::Router,
     addr: std::net::SocketAddr,
     tls: Option<TlsSource>,
+    _max_connections: usize,
     stop: impl Future<Output = ()>,
 ) -> Result<(), String> {
     if tls.is_some() {
         return Err("TLS is not simulated".into());
     }
     router.serve_with_shutdown(addr, stop).await.map_err(|e| e.to_string())
-}
-
-/// A client that connects and never finishes its handshake is dropped after this long.
-#[cfg(not(madsim))]
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Accepts TCP connections and yields those whose TLS handshake succeeded. Handshakes run
-/// in tasks of their own, so a slow or silent client never holds up the others; a failed
-/// one (a plaintext client, an unknown CA, no client certificate where one is required)
-/// closes its connection and is logged at debug level. Ends when the server stops.
-#[cfg(not(madsim))]
-fn tls_handshakes(
-    listener: tokio::net::TcpListener,
-    tls: TlsSource,
-) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = tx.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors, most likely: let some connections close.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls());
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp).into_fallible()).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err((error, mut tcp))) => {
-                        tracing::debug!(%peer, %error, "TLS handshake refused");
-                        // A lingering close: read what the client already sent (in TLS 1.3
-                        // its first request follows its certificate at once), so that
-                        // closing does not reset the connection and destroy the alert that
-                        // tells the client why before it reads it.
-                        let mut sink = tokio::io::sink();
-                        let drain = tokio::io::copy(&mut tcp, &mut sink);
-                        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
-                    }
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
