@@ -272,7 +272,7 @@ impl Broker {
     /// Only the end of a move is taken: it is ignored unless it matches the move in
     /// progress, and its sender saw the swap committed in the partition's group.
     pub async fn forwarded_meta_write(&self, payload: &[u8]) -> Result<Vec<u8>> {
-        let cmd: MetaCommand = bincode::deserialize(payload)
+        let cmd: MetaCommand = tidemark_raft::codec::decode(payload)
             .map_err(|e| BrokerError::InvalidRequest(format!("undecodable metadata command: {e}")))?;
         if !matches!(cmd, MetaCommand::CompleteMove { .. }) {
             return Err(BrokerError::InvalidRequest("only the end of a partition move is taken this way".into()));

@@ -257,7 +257,7 @@ impl StateMachineLogic for PartitionLogic {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let mut state: PartitionState = bincode::deserialize(snapshot).map_err(|e| e.to_string())?;
+        let mut state: PartitionState = tidemark_raft::codec::decode(snapshot).map_err(|e| e.to_string())?;
         state.rebuild_time_marks();
         *self.0.state.write().unwrap_or_else(|e| e.into_inner()) = state;
         self.0.applied.bump();

@@ -79,7 +79,7 @@ impl CheckpointStore {
     pub(crate) fn load(&self, tag: u8) -> io::Result<Option<Checkpoint>> {
         let key = state_key(self.group, tag);
         match self.engine.get(STATE_TREE, &key).map_err(io::Error::other)? {
-            Some(v) => bincode::deserialize(&v).map(Some).map_err(|e| {
+            Some(v) => crate::codec::decode(&v).map(Some).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("group {:#x}: unreadable checkpoint: {e}", self.group),

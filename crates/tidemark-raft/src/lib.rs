@@ -4,6 +4,7 @@
 
 pub mod blocking;
 pub mod checkpoint;
+pub mod codec;
 pub mod flusher;
 pub mod group;
 pub mod log_store;

@@ -55,7 +55,7 @@ fn io_err(e: StorageError) -> io::Error {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    bincode::deserialize(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    crate::codec::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {

@@ -230,7 +230,7 @@ impl GroupNetwork {
         let outcome = tokio::time::timeout(ttl, client.call(request)).await;
         let reply =
             self.pool.observe(self.target, outcome.map_err(|_| format!("no answer within {ttl:?}"))).map_err(err)?;
-        bincode::deserialize(&reply.into_inner().payload).map_err(|e| err(format!("decode: {e}")))
+        crate::codec::decode(&reply.into_inner().payload).map_err(|e| err(format!("decode: {e}")))
     }
 }
 

@@ -130,7 +130,7 @@ where
                     return match next {
                         Ok(Some(reply)) => {
                             outstanding.answered();
-                            match bincode::deserialize::<StreamAppendResult<TypeConfig>>(&reply.payload) {
+                            match crate::codec::decode::<StreamAppendResult<TypeConfig>>(&reply.payload) {
                                 Ok(result) => Some((Ok(result), Some(replies))),
                                 Err(e) => Some((Err(err(format!("undecodable answer: {e}"))), None)),
                             }
@@ -177,7 +177,7 @@ where
                         req.rpc, req.group
                     ));
                 }
-                bincode::deserialize::<AppendEntriesRequest<TypeConfig>>(&req.payload)
+                crate::codec::decode::<AppendEntriesRequest<TypeConfig>>(&req.payload)
                     .map_err(|e| format!("undecodable AppendEntries: {e}"))
             })
             .take_while(move |r| {

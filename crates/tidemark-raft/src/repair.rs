@@ -75,7 +75,7 @@ pub fn begin_after_damage(engine: &SharedEngine, node: NodeId) -> Result<usize, 
         let group = GroupId::from_be_bytes(head);
         match key.get(8).copied() {
             Some(VOTE) if key.len() == 9 => {
-                let vote: Vote = bincode::deserialize(&value)
+                let vote: Vote = crate::codec::decode(&value)
                     .map_err(|e| corrupt(format!("vote of group {group:#x} is unreadable: {e}")))?;
                 votes.push((group, vote));
             }

@@ -212,7 +212,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
         let payload: Payload =
-            bincode::deserialize(&snapshot).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            crate::codec::decode(&snapshot).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.logic.restore(&payload.data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.last_applied = meta.last_log_id;
         self.applied_through = payload.applied_through.max(meta.last_log_id.map_or(0, |id| id.index));

@@ -109,7 +109,7 @@ impl GroupRegistry {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::deserialize(bytes).map_err(|e| format!("undecodable raft message: {e}"))
+    crate::codec::decode(bytes).map_err(|e| format!("undecodable raft message: {e}"))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {

@@ -317,7 +317,7 @@ impl NodeConfig {
         {
             return Err(invalid("cluster_id", "use up to 64 letters, digits, '-' and '_'"));
         }
-        if self.heartbeat_ms == 0 || self.election_timeout_min_ms < self.heartbeat_ms * 3 {
+        if self.heartbeat_ms == 0 || self.election_timeout_min_ms < self.heartbeat_ms.saturating_mul(3) {
             return Err(invalid("election_timeout_min_ms", "must be at least three heartbeats"));
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {

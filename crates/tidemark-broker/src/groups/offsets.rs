@@ -64,7 +64,7 @@ pub fn is_commit(command: &Command) -> bool {
 
 /// Applies a commit command to the partition state.
 pub fn apply_commit(state: &mut PartitionState, command: &Command) -> CommandResponse {
-    let result = match bincode::deserialize::<CommitCommand>(&command.0[1..]) {
+    let result = match tidemark_raft::codec::decode::<CommitCommand>(&command.0[1..]) {
         Ok(c) => commit(state, &c),
         Err(_) => CommitResult::Rejected,
     };

@@ -150,7 +150,7 @@ pub fn is_share(command: &Command) -> bool {
 }
 
 pub fn apply_share(state: &mut PartitionState, command: &Command) -> CommandResponse {
-    let result = match bincode::deserialize::<ShareCommand>(&command.0[1..]) {
+    let result = match tidemark_raft::codec::decode::<ShareCommand>(&command.0[1..]) {
         Ok(ShareCommand::Acquire { group_id, member, max_records, limits, now_ms }) => {
             ShareResult::Acquired(acquire(state, group_id, &member, max_records, limits, now_ms))
         }

@@ -265,3 +265,7 @@ mod tests {
         assert!(err.to_string().contains("65535"), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "frame_tests.rs"]
+mod fuzz;

@@ -145,6 +145,12 @@ fn replay(index: &mut Index, id: u64, path: &Path, skeleton: &mut Skeleton) -> R
             Ok(h) => h,
             Err(why) => break Some(why),
         };
+        // The length is unchecked until the CRC is: a torn or rotten header may claim up
+        // to MAX_PAYLOAD (1 GiB), which must not be allocated and zeroed for a frame the
+        // file cannot hold.
+        if pos + (HEADER_LEN + len) as u64 > file_len {
+            break Some("a cut-short frame");
+        }
         payload.resize(len, 0);
         if reader.read_exact(&mut payload).is_err() {
             break Some("a cut-short frame");
