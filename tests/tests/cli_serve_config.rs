@@ -59,3 +59,29 @@ fn a_wrong_bootstrap_fails_fast_and_says_what_to_check() {
     assert!(err.contains("--bootstrap"), "{err}");
     assert!(elapsed < std::time::Duration::from_secs(6), "took {elapsed:?}");
 }
+
+/// `--log-format json`: every log line a node writes is one JSON object with a level, a
+/// message and a timestamp, for log collectors.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, addrs, _) = tidemark_tests::local_addresses(1);
+    let mut child = Command::new(tidemark_binary())
+        .args(["--log-format", "json", "serve", "--id", "1", "--listen", &addrs[0], "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a node");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("its output");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(lines.len() >= 2, "the node logged: {text}");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(text.contains("running OPEN"), "an open node says so: {text}");
+}

@@ -16,6 +16,7 @@ use tidemark_types::{partition_group, GroupId, NodeId, PartitionId, TopicName};
 use crate::acl::AclBinding;
 use crate::groups::apply::{GroupCommand, GroupResponse};
 use crate::groups::GroupMeta;
+use crate::quota::Quota;
 use crate::signal::Signal;
 
 /// Per-topic settings.
@@ -85,6 +86,8 @@ pub struct MetaState {
     pub draining: std::collections::BTreeSet<NodeId>,
     /// Access control (see `acl.rs`); enforced by nodes started with `--require-auth`.
     pub acls: std::collections::BTreeSet<AclBinding>,
+    /// Rates per principal (see `quota.rs`); `User:*` is the default.
+    pub quotas: BTreeMap<String, Quota>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +143,11 @@ pub enum MetaCommand {
     AddAcl(AclBinding),
     /// Answers `Deleted`, or `Missing` when there was no such binding.
     RemoveAcl(AclBinding),
+    /// Sets a principal's quota, or removes it (None; `Missing` when it had none).
+    SetQuota {
+        principal: String,
+        quota: Option<Quota>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,7 +227,7 @@ pub struct MetaLogic(pub Arc<MetaShared>);
 
 impl StateMachineLogic for MetaLogic {
     fn apply(&mut self, _index: u64, command: &Command) -> CommandResponse {
-        let response = match bincode::deserialize::<MetaCommand>(&command.0) {
+        let response = match tidemark_raft::codec::decode::<MetaCommand>(&command.0) {
             Ok(cmd) => self.apply_command(cmd),
             // A command this version cannot read was still committed; skipping it on
             // every replica alike keeps them identical.
@@ -233,7 +241,7 @@ impl StateMachineLogic for MetaLogic {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let state: MetaState = bincode::deserialize(snapshot).map_err(|e| e.to_string())?;
+        let state: MetaState = tidemark_raft::codec::decode(snapshot).map_err(|e| e.to_string())?;
         *self.0.state.write().unwrap_or_else(|e| e.into_inner()) = state;
         self.0.bump();
         Ok(())
@@ -315,6 +323,16 @@ impl MetaLogic {
             }
             MetaCommand::RemoveAcl(binding) => {
                 if !state.acls.remove(&binding) {
+                    return MetaResponse::Missing;
+                }
+                MetaResponse::Deleted
+            }
+            MetaCommand::SetQuota { principal, quota: Some(quota) } => {
+                state.quotas.insert(principal, quota);
+                MetaResponse::Published
+            }
+            MetaCommand::SetQuota { principal, quota: None } => {
+                if state.quotas.remove(&principal).is_none() {
                     return MetaResponse::Missing;
                 }
                 MetaResponse::Deleted

@@ -15,6 +15,7 @@ mod consume_group;
 mod dev;
 mod group;
 mod produce;
+mod quota;
 mod reassign;
 mod serve;
 mod topic;
@@ -39,8 +40,19 @@ use tracing_subscriber::EnvFilter;
         default 127.0.0.1:9092. Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more."
 )]
 struct Cli {
+    /// How log lines on stderr look: text for people, or json (one object per line, for
+    /// log collectors). Also TIDEMARK_LOG_FORMAT.
+    #[arg(long, global = true, value_enum, default_value_t, env = "TIDEMARK_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +80,9 @@ enum Command {
     /// Grant and revoke access (ACLs, enforced by nodes started with --require-auth).
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Set and list quotas: per-principal rates, enforced by slowing clients down.
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
     /// Load generators that measure the cluster (bounded in time; they stop by themselves).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -76,7 +91,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.command);
+    init_logging(&cli.command, cli.log_format);
     let result = match cli.command {
         Command::Serve(a) => serve::run(*a).await,
         Command::Dev(a) => dev::run(a).await,
@@ -86,6 +101,7 @@ async fn main() -> ExitCode {
         Command::Group(c) => group::run(c).await,
         Command::Cluster(c) => cluster::run(c).await,
         Command::Acl(c) => acl::run(c).await,
+        Command::Quota(c) => quota::run(c).await,
         Command::Bench(c) => bench::run(c).await,
     };
     match result {
@@ -101,7 +117,7 @@ async fn main() -> ExitCode {
 
 /// Logs to stderr; RUST_LOG overrides. Nodes say what they do (info); client commands
 /// stay quiet unless something is wrong (warn), so their stdout/stderr stay readable.
-fn init_logging(command: &Command) {
+fn init_logging(command: &Command, format: LogFormat) {
     let default = match command {
         // openraft warns per group on every retry to a peer that is down; the transport
         // says it once per outage instead (RUST_LOG=info,openraft=warn shows them all).
@@ -109,8 +125,11 @@ fn init_logging(command: &Command) {
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let ansi = std::io::stderr().is_terminal();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => logs.json().with_current_span(false).try_init(),
+    };
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -34,6 +34,7 @@ mod error;
 mod groups;
 mod metadata;
 mod producer;
+mod quota;
 
 pub use acl::{Acl, AclOperation, AclResource};
 pub use admin::{Admin, ClusterStatus, NodeStatus, PartitionDescription, TopicDescription, TopicSettings};
@@ -48,6 +49,7 @@ pub use groups::{
     DLQ_ATTEMPTS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC,
 };
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
+pub use quota::Quota;
 pub use tidemark_types::{ErrorCode, Header, NodeId, PartitionId, Record, TTL_HEADER};
 
 impl Admin {

@@ -148,6 +148,36 @@ impl Admin for AdminApi {
         self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Describe)?;
         Ok(Response::new(ListAclsResponse { acls: self.broker.acls().into_iter().map(to_wire).collect() }))
     }
+
+    async fn set_quota(&self, request: Request<SetQuotaRequest>) -> Result<Response<SetQuotaResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Alter)?;
+        let req = request.into_inner();
+        let q = req.quota.ok_or_else(|| Status::invalid_argument("SetQuota needs a quota (its principal at least)"))?;
+        let quota = tidemark_broker::Quota {
+            produce_bytes_per_sec: q.produce_bytes_per_sec,
+            fetch_bytes_per_sec: q.fetch_bytes_per_sec,
+            requests_per_sec: q.requests_per_sec,
+        };
+        let set = (!req.remove).then_some(quota);
+        let existed = self.broker.set_quota(&q.principal, set).await.map_err(to_status)?;
+        Ok(Response::new(SetQuotaResponse { removed: req.remove && existed }))
+    }
+
+    async fn list_quotas(&self, request: Request<ListQuotasRequest>) -> Result<Response<ListQuotasResponse>, Status> {
+        self.auth.check(&request, ResourceType::Cluster, "cluster", Operation::Describe)?;
+        let quotas = self
+            .broker
+            .quotas()
+            .into_iter()
+            .map(|(principal, q)| Quota {
+                principal,
+                produce_bytes_per_sec: q.produce_bytes_per_sec,
+                fetch_bytes_per_sec: q.fetch_bytes_per_sec,
+                requests_per_sec: q.requests_per_sec,
+            })
+            .collect();
+        Ok(Response::new(ListQuotasResponse { quotas }))
+    }
 }
 
 fn from_wire(b: AclBinding) -> Result<tidemark_broker::AclBinding, Status> {

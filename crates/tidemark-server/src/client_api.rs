@@ -11,8 +11,9 @@ use tidemark_proto::v1::tidemark_server::Tidemark;
 use tidemark_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::auth::Auth;
+use crate::auth::{principal, Auth};
 use crate::describe::Describer;
+use crate::quota::{hold, Kind, Throttle};
 use crate::status::to_status;
 
 /// Fetches wait at most this long, whatever the client asks, so a request never pins a
@@ -25,6 +26,7 @@ const MAX_FETCH_BYTES: usize = 32 << 20;
 pub struct ClientApi {
     pub broker: Arc<Broker>,
     pub auth: Auth,
+    pub throttle: Throttle,
     pub describer: Describer,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -39,6 +41,7 @@ fn fetch_limits(req: &FetchRequest) -> (usize, Duration) {
 
 fn to_response(r: tidemark_broker::FetchResult) -> FetchResponse {
     FetchResponse {
+        throttle_ms: 0,
         batches: r.batches.into_iter().map(|(base_offset, batch)| FetchedBatch { base_offset, batch }).collect(),
         log_end_offset: r.log_end_offset,
         log_start_offset: r.log_start_offset,
@@ -51,23 +54,28 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Se
 impl Tidemark for ClientApi {
     async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<ProduceResponse>, Status> {
         self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Write)?;
+        let who = principal(&request);
         let (req, started) = (request.into_inner(), tokio::time::Instant::now());
         let bytes = req.batch.len() as u64;
         let produced = self.broker.produce(&req.topic, req.partition, req.batch).await.map_err(to_status);
         let records = produced.as_ref().map(|(base, last)| (last + 1 - base, bytes));
         self.metrics.observe("produce", started, records);
+        let throttle_ms = hold(self.throttle.charge(&who, Kind::ProduceBytes, bytes)).await;
         let (base_offset, last_offset) = produced?;
-        Ok(Response::new(ProduceResponse { base_offset, last_offset }))
+        Ok(Response::new(ProduceResponse { base_offset, last_offset, throttle_ms }))
     }
 
     async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchResponse>, Status> {
         self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Read)?;
+        let who = principal(&request);
         let (req, started) = (request.into_inner(), tokio::time::Instant::now());
         let (max_bytes, wait) = fetch_limits(&req);
         let fetched =
             self.broker.fetch(&req.topic, req.partition, req.offset, max_bytes, wait).await.map_err(to_status);
         self.metrics.observe("fetch", started, fetched.as_ref().map(size));
-        Ok(Response::new(to_response(fetched?)))
+        let bytes = fetched.as_ref().map_or(0, |f| size(f).1);
+        let throttle_ms = hold(self.throttle.charge(&who, Kind::FetchBytes, bytes)).await;
+        Ok(Response::new(FetchResponse { throttle_ms, ..to_response(fetched?) }))
     }
 
     type SubscribeStream = FetchStream;
@@ -76,17 +84,18 @@ impl Tidemark for ClientApi {
     /// with the error when the partition moves away (the client resubscribes elsewhere).
     async fn subscribe(&self, request: Request<FetchRequest>) -> Result<Response<FetchStream>, Status> {
         self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Read)?;
+        let who = principal(&request);
         let req = request.into_inner();
         let (max_bytes, _) = fetch_limits(&req);
         // Fail fast (NotLeader, unknown topic) before the stream starts.
         self.broker.read_replica(&req.topic, req.partition).await.map_err(to_status)?;
         let broker = self.broker.clone();
         let state = Some((broker, req.offset));
-        let metrics = self.metrics.clone();
+        let (metrics, throttle) = (self.metrics.clone(), self.throttle.clone());
         let stream = futures::stream::unfold(state, move |state| {
             let topic = req.topic.clone();
             let partition = req.partition;
-            let metrics = metrics.clone();
+            let (metrics, throttle, who) = (metrics.clone(), throttle.clone(), who.clone());
             async move {
                 let (broker, mut offset) = state?;
                 loop {
@@ -96,7 +105,9 @@ impl Tidemark for ClientApi {
                             // Only what is sent counts; the wait for new records does not.
                             metrics.observe("subscribe", tokio::time::Instant::now(), Ok(size(&r)));
                             offset = r.log_end_offset.min(next_offset(&r).unwrap_or(offset));
-                            return Some((Ok(to_response(r)), Some((broker, offset))));
+                            let throttle_ms = hold(throttle.charge(&who, Kind::FetchBytes, size(&r).1)).await;
+                            let answer = FetchResponse { throttle_ms, ..to_response(r) };
+                            return Some((Ok(answer), Some((broker, offset))));
                         }
                         Err(e) => return Some((Err(to_status(e)), None)),
                     }
@@ -111,6 +122,7 @@ impl Tidemark for ClientApi {
         request: Request<ListOffsetsRequest>,
     ) -> Result<Response<ListOffsetsResponse>, Status> {
         self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Describe)?;
+        hold(self.throttle.charge(&principal(&request), Kind::Requests, 0)).await;
         let req = request.into_inner();
         let spec = match req.spec {
             Some(Spec::Earliest(_)) => OffsetSpec::Earliest,
@@ -136,6 +148,7 @@ impl Tidemark for ClientApi {
     /// Lists only the topics the caller may describe; naming one it may not is refused.
     async fn metadata(&self, request: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {
         self.auth.authenticated(&request)?;
+        hold(self.throttle.charge(&principal(&request), Kind::Requests, 0)).await;
         for wanted in &request.get_ref().topics {
             self.auth.check(&request, ResourceType::Topic, wanted, Operation::Describe)?;
         }

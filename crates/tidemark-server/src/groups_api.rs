@@ -12,7 +12,8 @@ use tidemark_proto::v1::groups_server::Groups;
 use tidemark_proto::v1::{self as pb, *};
 use tonic::{Request, Response, Status};
 
-use crate::auth::Auth;
+use crate::auth::{principal, Auth};
+use crate::quota::{hold, Kind, Throttle};
 use crate::status::to_status;
 
 /// A shared fetch waits at most this long, whatever the client asks.
@@ -21,6 +22,7 @@ const MAX_SHARE_WAIT: Duration = Duration::from_secs(30);
 pub struct GroupsApi {
     pub broker: Arc<Broker>,
     pub auth: Auth,
+    pub throttle: Throttle,
 }
 
 /// Wire config to domain config: zero fields take the defaults.
@@ -257,6 +259,7 @@ impl Groups for GroupsApi {
     async fn share_fetch(&self, request: Request<ShareFetchRequest>) -> Result<Response<ShareFetchResponse>, Status> {
         self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
         self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Read)?;
+        let who = principal(&request);
         let req = request.into_inner();
         let wait = Duration::from_millis(req.max_wait_ms as u64).min(MAX_SHARE_WAIT);
         let f = self
@@ -264,7 +267,10 @@ impl Groups for GroupsApi {
             .share_fetch(&req.group, &req.member_id, &req.topic, req.partition, req.max_records, wait)
             .await
             .map_err(to_status)?;
+        let bytes = f.batches.iter().map(|(_, b)| b.len() as u64).sum();
+        let throttle_ms = hold(self.throttle.charge(&who, Kind::FetchBytes, bytes)).await;
         Ok(Response::new(ShareFetchResponse {
+            throttle_ms,
             batches: f.batches.into_iter().map(|(base_offset, batch)| FetchedBatch { base_offset, batch }).collect(),
             leased: f
                 .leased

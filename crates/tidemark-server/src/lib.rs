@@ -14,6 +14,7 @@ mod http;
 mod listener;
 pub mod metrics;
 pub mod node;
+pub mod quota;
 pub mod raft_api;
 pub mod status;
 pub mod tls;

@@ -159,16 +159,18 @@ impl Node {
                  start with --require-auth and TLS client certificates to enforce ACLs (docs/security.md)"
             );
         }
+        let throttle = crate::quota::Throttle::new(broker.clone());
         let client = TidemarkServer::new(ClientApi {
             broker: broker.clone(),
             auth: auth.clone(),
+            throttle: throttle.clone(),
             describer: describer.clone(),
             metrics,
         })
         .max_decoding_message_size(config.max_batch_bytes + REQUEST_OVERHEAD_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(AdminApi { broker: broker.clone(), auth: auth.clone(), describer });
-        let groups = GroupsServer::new(GroupsApi { broker: broker.clone(), auth });
+        let groups = GroupsServer::new(GroupsApi { broker: broker.clone(), auth, throttle });
         let b = broker.clone();
         // Raft groups stop first: their replication streams (inbound and outbound) live as
         // long as the groups do, and the cluster listener's graceful drain waits for every

@@ -187,7 +187,7 @@ fn check_sequence(p: &FakePartition, h: &BatchHeader) -> Result<Option<ProduceRe
     };
     let same = |w: &&(i32, u32, u32, u64)| (w.0, w.1, w.2) == (h.base_sequence, h.record_count, h.crc);
     if let Some(w) = written.iter().find(same) {
-        return Ok(Some(ProduceResponse { base_offset: w.3, last_offset: w.3 + w.1 as u64 - 1 }));
+        return Ok(Some(ProduceResponse { base_offset: w.3, last_offset: w.3 + w.1 as u64 - 1, throttle_ms: 0 }));
     }
     let expected = written.last().map_or(0, |w| w.0 + w.1 as i32);
     if h.base_sequence != expected {
@@ -238,7 +238,7 @@ impl Tidemark for FakeNode {
             return Err(status(ErrorCode::Unavailable, "the answer was lost", None));
         }
         self.shared.appended.notify_waiters();
-        Ok(Response::new(ProduceResponse { base_offset: base, last_offset: last }))
+        Ok(Response::new(ProduceResponse { base_offset: base, last_offset: last, throttle_ms: 0 }))
     }
 
     async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchResponse>, Status> {
@@ -260,7 +260,8 @@ impl Tidemark for FakeNode {
                     .map(|(base, b)| FetchedBatch { base_offset: *base, batch: b.clone() })
                     .collect();
                 if !batches.is_empty() || tokio::time::Instant::now() >= deadline {
-                    return Ok(Response::new(FetchResponse { batches, log_end_offset: p.next, log_start_offset: 0 }));
+                    let next = p.next;
+                    return Ok(Response::new(FetchResponse { batches, log_end_offset: next, ..Default::default() }));
                 }
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
@@ -364,6 +365,14 @@ impl Admin for FakeNode {
 
     async fn list_acls(&self, _: Request<ListAclsRequest>) -> Result<Response<ListAclsResponse>, Status> {
         Err(Status::unimplemented("the fake cluster has no ACLs"))
+    }
+
+    async fn set_quota(&self, _: Request<SetQuotaRequest>) -> Result<Response<SetQuotaResponse>, Status> {
+        Err(Status::unimplemented("the fake cluster has no quotas"))
+    }
+
+    async fn list_quotas(&self, _: Request<ListQuotasRequest>) -> Result<Response<ListQuotasResponse>, Status> {
+        Err(Status::unimplemented("the fake cluster has no quotas"))
     }
 
     async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
