@@ -3,7 +3,7 @@
 //! can be tried): a client without a certificate is UNAUTHENTICATED; `User:bob` without
 //! ACLs is refused with PERMISSION_DENIED naming the missing permission for each
 //! operation; ACLs granted by the superuser `User:admin` let him in exactly as far as they
-//! say, and a deny wins over an allow.
+//! say, a member of a group acts only for itself, and a deny wins over an allow.
 
 use std::time::Duration;
 
@@ -11,20 +11,25 @@ use tidemark_client::{
     Acl, AclOperation, AclResource, Client, ClientConfig, ClientError, ClientTls, ConsumerConfig, GroupConsumerConfig,
     ProducerConfig, ProducerRecord, StartPosition, TopicSettings,
 };
+use tidemark_proto::v1::groups_client::GroupsClient;
+use tidemark_proto::v1::LeaveGroupRequest;
 use tidemark_server::dev_certs::DevTls;
 use tidemark_tests::process::ProcessCluster;
 
 const TOPIC: &str = "orders";
 
-fn client(cluster: &ProcessCluster, certs: &DevTls, user: Option<&str>) -> Client {
+fn tls_files(certs: &DevTls, user: Option<&str>) -> ClientTls {
     let (cert, key) = match user {
         Some("admin") => (Some(certs.client_cert()), Some(certs.client_key())),
         Some(name) => (Some(certs.user_cert(name)), Some(certs.user_key(name))),
         None => (None, None),
     };
-    let tls = ClientTls::from_files(Some(&certs.ca()), cert.as_deref(), key.as_deref()).expect("certificates");
+    ClientTls::from_files(Some(&certs.ca()), cert.as_deref(), key.as_deref()).expect("certificates")
+}
+
+fn client(cluster: &ProcessCluster, certs: &DevTls, user: Option<&str>) -> Client {
     let config = ClientConfig {
-        tls: Some(tls),
+        tls: Some(tls_files(certs, user)),
         // The nodes may still be starting on a busy machine.
         bootstrap_timeout: Duration::from_secs(30),
         ..ClientConfig::new(cluster.addrs.clone())
@@ -58,7 +63,7 @@ async fn read_one(client: &Client) -> Result<usize, ClientError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_needs_an_acl_and_a_deny_wins() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let certs = DevTls::ensure_users(dir.path(), 3, &["bob"]).expect("certificates");
+    let certs = DevTls::ensure_users(dir.path(), 3, &["bob", "carol"]).expect("certificates");
     let args = ["--tls-client-auth", "optional", "--require-auth", "--superuser", "User:admin"];
     let cluster = ProcessCluster::start_tls(3, &args, Some(certs.dir.clone())).expect("start three processes");
     let admin = client(&cluster, &certs, Some("admin"));
@@ -104,6 +109,31 @@ async fn every_operation_needs_an_acl_and_a_deny_wins() {
     // Consuming in a group needs read on the group too.
     let join = bob.group_consumer(GroupConsumerConfig::new("billing", [TOPIC])).await;
     denied(join.map(|_| ()), "may not read group \"billing\"");
+
+    // With read on the group, bob joins; carol, with read on it too, cannot act for his
+    // member (here: make it leave), though she may join as herself.
+    let group_read = |who: &str| Acl::allow(who, AclResource::Group, "billing", AclOperation::Read);
+    admin_ops.add_acl(&group_read("User:bob")).await.unwrap();
+    admin_ops.add_acl(&group_read("User:carol")).await.unwrap();
+    let member = bob.group_consumer(GroupConsumerConfig::new("billing", [TOPIC])).await.expect("bob joins");
+    let carol_tls = tls_files(&certs, Some("carol"));
+    let channel = ClientTls::endpoint(Some(&carol_tls), &cluster.addrs[0]).expect("endpoint").connect_lazy();
+    let leave = LeaveGroupRequest { group: "billing".into(), member_id: member.member_id().to_string() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        // Node 1 may learn of the new member a moment after the metadata leader.
+        match GroupsClient::new(channel.clone()).leave_group(leave.clone()).await {
+            Err(s) if s.code() == tonic::Code::PermissionDenied => break s,
+            other if std::time::Instant::now() > deadline => panic!("carol made bob's member leave: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert!(refused.message().contains("belongs to User:bob"), "{}", refused.message());
+    let described = admin_ops.describe_group("billing").await.expect("describe");
+    assert_eq!(described.members.len(), 1, "bob's member is still there");
+    drop(member);
+    admin_ops.remove_acl(&group_read("User:carol")).await.unwrap();
+    admin_ops.remove_acl(&group_read("User:bob")).await.unwrap();
 
     // A deny wins over the allows; removing it restores them.
     let deny = Acl { deny: true, ..Acl::allow("User:*", AclResource::Topic, TOPIC, AclOperation::Write) };

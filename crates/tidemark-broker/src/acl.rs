@@ -120,6 +120,11 @@ impl Broker {
         allowed(&self.meta.read().acls, principal, resource, name, operation)
     }
 
+    /// Who joined `member` of `group`, if this node knows the member.
+    pub fn member_principal(&self, group: &str, member: &str) -> Option<String> {
+        self.meta.read().groups.get(group)?.members.get(member).map(|m| m.principal.clone())
+    }
+
     pub fn acls(&self) -> Vec<AclBinding> {
         self.meta.read().acls.iter().cloned().collect()
     }

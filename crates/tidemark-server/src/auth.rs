@@ -69,6 +69,23 @@ impl Auth {
         Ok(who)
     }
 
+    /// With `require`: Ok when the caller joined `member` of `group` itself, is an
+    /// administrator, or the member is not known here (the broker then answers for it).
+    /// A member acts only for itself: no one else may heartbeat, leave, release, commit,
+    /// fetch or settle records as it, even with read on the group.
+    pub fn own_member<T>(&self, request: &Request<T>, group: &str, member: &str) -> Result<(), Status> {
+        if !self.require || member.is_empty() {
+            return Ok(());
+        }
+        let who = self.authenticated(request)?;
+        match self.broker.member_principal(group, member) {
+            Some(owner) if owner != who && !self.is_privileged(&who) => Err(Status::permission_denied(format!(
+                "member {member:?} of group {group:?} belongs to {owner}, not {who}: a member acts only for itself"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the caller may `op` the resource, for filtering what a listing shows.
     pub fn may<T>(&self, request: &Request<T>, resource: ResourceType, name: &str, op: Operation) -> bool {
         self.check(request, resource, name, op).is_ok()

@@ -176,12 +176,14 @@ impl Groups for GroupsApi {
         for topic in &request.get_ref().topics {
             self.auth.check(&request, ResourceType::Topic, topic, Operation::Read)?;
         }
+        self.auth.own_member(&request, &request.get_ref().group, &request.get_ref().member_id)?;
+        let who = principal(&request);
         let req = request.into_inner();
         let member = Some(req.member_id).filter(|m| !m.is_empty());
         let mode = if req.shared { GroupMode::Shared } else { GroupMode::Partitioned };
         let joined = self
             .broker
-            .join_group(&req.group, member, &req.client_id, req.topics, req.create_if_missing, mode)
+            .join_group(&req.group, member, &req.client_id, req.topics, req.create_if_missing, mode, &who)
             .await
             .map_err(to_status)?;
         Ok(Response::new(JoinGroupResponse {
@@ -194,6 +196,7 @@ impl Groups for GroupsApi {
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        self.auth.own_member(&request, &request.get_ref().group, &request.get_ref().member_id)?;
         let req = request.into_inner();
         let (assignment, interval) = self.broker.heartbeat(&req.group, &req.member_id).await.map_err(to_status)?;
         Ok(Response::new(HeartbeatResponse {
@@ -204,6 +207,7 @@ impl Groups for GroupsApi {
 
     async fn leave_group(&self, request: Request<LeaveGroupRequest>) -> Result<Response<LeaveGroupResponse>, Status> {
         self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        self.auth.own_member(&request, &request.get_ref().group, &request.get_ref().member_id)?;
         let req = request.into_inner();
         self.broker.leave_group(&req.group, &req.member_id).await.map_err(to_status)?;
         Ok(Response::new(LeaveGroupResponse {}))
@@ -214,6 +218,7 @@ impl Groups for GroupsApi {
         request: Request<ReleasePartitionsRequest>,
     ) -> Result<Response<ReleasePartitionsResponse>, Status> {
         self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        self.auth.own_member(&request, &request.get_ref().group, &request.get_ref().member_id)?;
         let req = request.into_inner();
         let parts = req.partitions.into_iter().map(|p| (p.topic, p.partition, p.generation)).collect();
         self.broker.release_partitions(&req.group, &req.member_id, parts).await.map_err(to_status)?;
@@ -225,6 +230,7 @@ impl Groups for GroupsApi {
         request: Request<CommitOffsetRequest>,
     ) -> Result<Response<CommitOffsetResponse>, Status> {
         self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        self.auth.own_member(&request, &request.get_ref().group, &request.get_ref().member_id)?;
         let req = request.into_inner();
         let at =
             GroupPartition { group: &req.group, group_id: req.group_id, topic: &req.topic, partition: req.partition };
@@ -258,6 +264,7 @@ impl Groups for GroupsApi {
 
     async fn share_fetch(&self, request: Request<ShareFetchRequest>) -> Result<Response<ShareFetchResponse>, Status> {
         self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        self.auth.own_member(&request, &request.get_ref().group, &request.get_ref().member_id)?;
         self.auth.check(&request, ResourceType::Topic, &request.get_ref().topic, Operation::Read)?;
         let who = principal(&request);
         let req = request.into_inner();
@@ -288,6 +295,7 @@ impl Groups for GroupsApi {
 
     async fn share_ack(&self, request: Request<ShareAckRequest>) -> Result<Response<ShareAckResponse>, Status> {
         self.auth.check(&request, ResourceType::Group, &request.get_ref().group, Operation::Read)?;
+        self.auth.own_member(&request, &request.get_ref().group, &request.get_ref().member_id)?;
         let req = request.into_inner();
         let acks = req
             .acks

@@ -31,6 +31,8 @@ pub enum GroupCommand {
         create: Option<GroupConfig>,
         /// The kind of member: it must match the group's mode.
         mode: GroupMode,
+        /// Who joins (kept with the member; see `MemberMeta::principal`).
+        principal: String,
     },
     /// Members that left cleanly, or whose session the metadata leader saw expire.
     Leave {
@@ -110,9 +112,13 @@ impl MetaState {
                     GroupResponse::Deleted
                 }
             },
-            GroupCommand::Join { group, member_id, client_id, topics, create, mode } => {
-                self.join(group, member_id, client_id, topics, create, mode)
-            }
+            GroupCommand::Join { group, member_id, client_id, topics, create, mode, principal } => self.join(
+                group,
+                member_id,
+                MemberMeta { client_id, topics: topics.into_iter().collect(), principal },
+                create,
+                mode,
+            ),
             GroupCommand::Leave { group, members } => {
                 let counts = self.partition_counts();
                 let Some(g) = self.groups.get_mut(&group) else { return reject(GroupReject::UnknownGroup) };
@@ -169,13 +175,12 @@ impl MetaState {
         &mut self,
         group: String,
         member_id: Option<String>,
-        client_id: String,
-        topics: Vec<String>,
+        member: MemberMeta,
         create: Option<GroupConfig>,
         mode: GroupMode,
     ) -> GroupResponse {
         let reject = GroupResponse::Rejected;
-        if let Some(t) = topics.iter().find(|t| !self.topics.contains_key(*t)) {
+        if let Some(t) = member.topics.iter().find(|t| !self.topics.contains_key(*t)) {
             return reject(GroupReject::UnknownTopic(t.clone()));
         }
         let counts = self.partition_counts();
@@ -192,11 +197,11 @@ impl MetaState {
             Some(_) => return reject(GroupReject::UnknownMember),
             None => {
                 g.next_member += 1;
-                format!("{client_id}-{}", g.next_member)
+                format!("{}-{}", member.client_id, g.next_member)
             }
         };
-        g.topics.extend(topics.iter().cloned());
-        g.members.insert(member_id.clone(), MemberMeta { client_id, topics: topics.into_iter().collect() });
+        g.topics.extend(member.topics.iter().cloned());
+        g.members.insert(member_id.clone(), member);
         rebalance(g, &counts);
         GroupResponse::Joined { group_id: g.id, assignment: g.member_assignment(&member_id), member_id }
     }

@@ -41,6 +41,7 @@ impl Replica {
             topics: vec!["t".into()],
             create: Some(GroupConfig::default()),
             mode: GroupMode::Partitioned,
+            principal: "User:ANONYMOUS".into(),
         };
         match self.group(cmd) {
             GroupResponse::Joined { member_id, .. } => member_id,
@@ -116,6 +117,7 @@ fn an_expired_member_is_removed_and_its_partitions_move_at_once() {
         topics: vec!["t".into()],
         create: None,
         mode: GroupMode::Partitioned,
+        principal: "User:ANONYMOUS".into(),
     };
     assert_eq!(r.group(refresh), GroupResponse::Rejected(GroupReject::UnknownMember), "the dead member must rejoin");
 }
@@ -152,10 +154,14 @@ fn group_lifecycle_and_refusals() {
         topics: vec!["t".into()],
         create: None,
         mode: GroupMode::Partitioned,
+        principal: "User:ANONYMOUS".into(),
     };
     assert_eq!(r.group(join_shared.clone()), GroupResponse::Rejected(GroupReject::WrongMode(GroupMode::Shared)));
-    let GroupCommand::Join { group, member_id, client_id, topics, create, .. } = join_shared else { unreachable!() };
-    let shared_member = GroupCommand::Join { group, member_id, client_id, topics, create, mode: GroupMode::Shared };
+    let GroupCommand::Join { group, member_id, client_id, topics, create, principal, .. } = join_shared else {
+        unreachable!()
+    };
+    let shared_member =
+        GroupCommand::Join { group, member_id, client_id, topics, create, mode: GroupMode::Shared, principal };
     assert!(matches!(r.group(shared_member), GroupResponse::Joined { ref assignment, .. } if assignment.is_empty()));
     assert!(r.shared.read().groups["s"].assignments.is_empty(), "shared members own no partitions");
     // Deleting the topic drops its assignments.

@@ -20,7 +20,7 @@ fn counts(topics: &[(&str, u32)]) -> BTreeMap<String, u32> {
 
 fn join(g: &mut GroupMeta, id: &str, topics: &[&str], c: &BTreeMap<String, u32>) {
     let topics = topics.iter().map(|t| t.to_string()).collect();
-    g.members.insert(id.into(), MemberMeta { client_id: id.into(), topics });
+    g.members.insert(id.into(), MemberMeta { client_id: id.into(), topics, principal: String::new() });
     rebalance(g, c);
 }
 

@@ -178,6 +178,9 @@ pub struct MemberMeta {
     /// What the member called itself (for people reading `group describe`).
     pub client_id: String,
     pub topics: BTreeSet<String>,
+    /// Who joined it (`User:<name>`; `User:ANONYMOUS` without authentication): with
+    /// `--require-auth`, only that principal (or an administrator) may act for it.
+    pub principal: String,
 }
 
 /// One consumer group, as replicated in the metadata group.

@@ -79,6 +79,7 @@ impl Broker {
 
     /// Adds a member (or refreshes a known one's topics); `create` makes a missing group
     /// of the member's `mode` with default settings. The member gets a fresh session.
+    #[allow(clippy::too_many_arguments)]
     pub async fn join_group(
         &self,
         group: &str,
@@ -87,6 +88,7 @@ impl Broker {
         topics: Vec<String>,
         create: bool,
         mode: GroupMode,
+        principal: &str,
     ) -> Result<Joined> {
         validate_group_name(group)?;
         if topics.is_empty() {
@@ -104,6 +106,7 @@ impl Broker {
             topics,
             create: create.then(|| GroupConfig { mode, ..GroupConfig::default() }),
             mode,
+            principal: principal.into(),
         };
         match self.group_write(group, &known, cmd).await? {
             GroupResponse::Joined { group_id, member_id, assignment } => {
