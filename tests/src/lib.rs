@@ -15,8 +15,23 @@ use tonic::transport::Channel;
 
 /// Ports the OS says are free right now (bound, then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+    // Tests in one binary run in parallel, and the kernel may hand a port one of them just
+    // let go of to another: never give out the same port twice in a process (seen in CI:
+    // one test's node answered on a port another test had picked for its own node).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            ports.push(port);
+        }
+        held.push(l);
+    }
+    ports
 }
 
 /// Free client and cluster addresses on 127.0.0.1 for `n` nodes, and the `--peers` value
