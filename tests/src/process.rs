@@ -144,13 +144,17 @@ impl ProcessCluster {
     /// back to the preferred replica behind this helper's back.
     ///
     /// Each round the survivors elect one of themselves at random, so a round misses half
-    /// the time; 20 rounds make the helper fail about once in a million runs, not once in
-    /// 256 (it failed a CI run with 8).
+    /// the time when `want` is in sync. It failed a CI run with 8 rounds, and once with 20
+    /// (after a repair): each round now first waits for `want` to be in sync, so that it
+    /// can win, and there are 40.
     pub async fn make_leader(&mut self, client: &tidemark_client::Client, topic: &str, want: u64) {
-        for _ in 0..20 {
-            let leader = client.admin().describe_topic(topic).await.ok().and_then(|d| d.partitions[0].leader);
+        for _ in 0..40 {
+            let described = client.admin().describe_topic(topic).await.ok();
+            let partition = described.as_ref().map(|d| &d.partitions[0]);
+            let leader = partition.and_then(|p| p.leader);
             match leader {
                 Some(l) if l == want => return,
+                Some(_) if !partition.is_some_and(|p| p.in_sync_replicas.contains(&want)) => {}
                 Some(l) => {
                     let back: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != l).collect();
                     for i in back {
@@ -162,7 +166,7 @@ impl ProcessCluster {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     self.kill9(l as usize - 1);
                 }
-                None => {}
+                _ => {}
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
