@@ -119,10 +119,10 @@ pub struct ServeArgs {
     /// both the serverAuth and clientAuth uses; its names must match --advertise and
     /// --cluster-listen hosts). Turns TLS on for both listeners. `tidemark dev --tls`
     /// shows how such certificates look.
-    #[arg(long, env = "TIDEMARK_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "TIDEMARK_TLS_CERT")]
     pub tls_cert: Option<String>,
     /// PEM private key of --tls-cert.
-    #[arg(long, env = "TIDEMARK_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "TIDEMARK_TLS_KEY")]
     pub tls_key: Option<String>,
     /// PEM CA certificate(s) that signed the node certificates, and the client
     /// certificates when --tls-client-auth asks for them. Required with TLS in a cluster:
